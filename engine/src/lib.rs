@@ -1,1 +1,10 @@
-//! ringfast engine
+//! ringfast: a thread-per-core FastCGI application server on io_uring.
+//!
+//! The crate is layered so that each part can be read and tested alone:
+//! - [`proto`]: sans-IO codecs (no sockets, no clock);
+//! - [`app`]: the [`Handler`](app::Handler) API and the built-in applications;
+//! - [`io`]: the narrow I/O boundary over the io_uring runtime;
+//! - [`server`]: listeners, workers, connection drivers, shutdown;
+//! - [`config`]: the command line.
+
+pub mod proto;
