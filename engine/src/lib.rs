@@ -7,4 +7,9 @@
 //! - [`server`]: listeners, workers, connection drivers, shutdown;
 //! - [`config`]: the command line.
 
+pub mod app;
+pub mod config;
+pub mod io;
+pub mod logging;
 pub mod proto;
+pub mod server;

@@ -1,1 +1,32 @@
-fn main(){}
+//! `ringfast`: parse the command line, bind, serve until SIGTERM/SIGINT.
+
+use clap::Parser;
+use engine::config::Config;
+use engine::server::{signals, Server};
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    engine::logging::init(&config.log_level);
+    let app = config.app;
+    let server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = signals::install(server.stop_handle()) {
+        tracing::error!("cannot install signal handlers: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match server.run(move |_| app) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -140,7 +140,12 @@ mod tests {
 
     #[test]
     fn truncated_pairs_are_errors_not_panics() {
-        for raw in [&[5u8][..], &[0x80, 0], &[2, 2, b'a'], &[0xff, 0xff, 0xff, 0xff, 0]] {
+        for raw in [
+            &[5u8][..],
+            &[0x80, 0],
+            &[2, 2, b'a'],
+            &[0xff, 0xff, 0xff, 0xff, 0],
+        ] {
             let r: Result<Vec<_>, _> = NvIter::new(raw).collect();
             assert_eq!(r, Err(NvError::Truncated), "{raw:?}");
         }
@@ -154,6 +159,9 @@ mod tests {
         encode_nv(&mut out, b"", b"");
         assert_eq!(out.len(), nv_len(b"QUERY_STRING", &long) + 2);
         let pairs: Vec<_> = NvIter::new(&out).collect::<Result<_, _>>().unwrap();
-        assert_eq!(pairs, vec![(&b"QUERY_STRING"[..], &long[..]), (&b""[..], &b""[..])]);
+        assert_eq!(
+            pairs,
+            vec![(&b"QUERY_STRING"[..], &long[..]), (&b""[..], &b""[..])]
+        );
     }
 }

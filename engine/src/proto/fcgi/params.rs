@@ -185,7 +185,10 @@ mod tests {
         let mut p = Params::new();
         // name length 1, value length 1 GiB: refused on the 8 header bytes alone.
         let head = [1, 0xc0, 0, 0, 0];
-        assert_eq!(p.push(&head, 4096), Err(ParamsError::TooLarge { limit: 4096 }));
+        assert_eq!(
+            p.push(&head, 4096),
+            Err(ParamsError::TooLarge { limit: 4096 })
+        );
         assert!(p.raw.capacity() < 4096);
     }
 
@@ -196,7 +199,10 @@ mod tests {
         assert_eq!(p.push(&[], 100), Err(ParamsError::Truncated));
         let mut p = Params::new();
         assert!(p.push(&[0; 50], 60).is_ok());
-        assert_eq!(p.push(&[0; 50], 60), Err(ParamsError::TooLarge { limit: 60 }));
+        assert_eq!(
+            p.push(&[0; 50], 60),
+            Err(ParamsError::TooLarge { limit: 60 })
+        );
     }
 
     #[test]

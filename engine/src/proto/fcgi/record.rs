@@ -1,8 +1,6 @@
 //! Record framing: the 8-byte header, typed bodies of the fixed-size records, and encoders.
 
-use super::{
-    nv, rtype, HEADER_LEN, MAX_CONTENT_LEN, MAX_PADDING_LEN, NULL_REQUEST_ID, VERSION_1,
-};
+use super::{nv, rtype, HEADER_LEN, MAX_CONTENT_LEN, MAX_PADDING_LEN, NULL_REQUEST_ID, VERSION_1};
 
 /// Result of a decoder that may need more input: "need more bytes" is not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +309,12 @@ pub fn encode_begin_request(out: &mut Vec<u8>, request_id: u16, role: u16, flags
 }
 
 /// Appends an END_REQUEST record.
-pub fn encode_end_request(out: &mut Vec<u8>, request_id: u16, app_status: u32, protocol_status: u8) {
+pub fn encode_end_request(
+    out: &mut Vec<u8>,
+    request_id: u16,
+    app_status: u32,
+    protocol_status: u8,
+) {
     let s = app_status.to_be_bytes();
     encode_record(
         out,
@@ -355,7 +358,12 @@ fn finish_management(rec: StreamRecord, out: &mut Vec<u8>) {
     let content = out.split_off(rec.start + HEADER_LEN);
     out.truncate(rec.start);
     debug_assert!(content_len <= MAX_CONTENT_LEN);
-    encode_record(out, rec.rtype, rec.request_id, &content[..content_len.min(MAX_CONTENT_LEN)]);
+    encode_record(
+        out,
+        rec.rtype,
+        rec.request_id,
+        &content[..content_len.min(MAX_CONTENT_LEN)],
+    );
 }
 
 const _: () = assert!(MAX_PADDING_LEN == u8::MAX as usize);
@@ -381,9 +389,15 @@ mod tests {
     #[test]
     fn partial_until_padding_arrives() {
         // STDIN, id 3, 5 bytes content, 3 bytes padding.
-        let raw = [1, 5, 0, 3, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0];
+        let raw = [
+            1, 5, 0, 3, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0,
+        ];
         for cut in 0..raw.len() {
-            assert_eq!(decode_record(&raw[..cut]).unwrap(), Decode::Partial, "cut {cut}");
+            assert_eq!(
+                decode_record(&raw[..cut]).unwrap(),
+                Decode::Partial,
+                "cut {cut}"
+            );
         }
         let Decode::Complete(rec, used) = decode_record(&raw).unwrap() else {
             panic!()
@@ -495,7 +509,9 @@ mod tests {
             panic!()
         };
         assert_eq!(rec.header.rtype, rtype::GET_VALUES_RESULT);
-        let pairs: Vec<_> = nv::NvIter::new(rec.content).collect::<Result<_, _>>().unwrap();
+        let pairs: Vec<_> = nv::NvIter::new(rec.content)
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(pairs, vec![(&b"FCGI_MPXS_CONNS"[..], &b"1"[..])]);
         let mut empty = Vec::new();
         encode_get_values(&mut empty, &[]);

@@ -1,0 +1,371 @@
+//! The state one request shares between its connection driver and its handler task.
+//!
+//! Everything here is single-threaded (`Rc`, `Cell`, `RefCell`): a request lives on the worker
+//! that accepted its connection. The driver pushes body bytes in and the handler takes them out
+//! through a bounded buffer; the handler encodes its response straight into the connection's
+//! [`ConnOut`] buffer, which the connection's writer task sends.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use crate::proto::fcgi::{self, protocol_status, rtype, Params, StreamRecord, MAX_CONTENT_LEN};
+
+/// A connection's outgoing bytes, shared by every request on it and drained by its writer task.
+#[derive(Debug)]
+pub(crate) struct ConnOut {
+    buf: RefCell<Vec<u8>>,
+    /// Wakes the writer task (one waiter; a permit is stored if it is busy).
+    pub(crate) writer_wake: Notify,
+    /// Wakes writers waiting for the buffer to drain below the high-water mark.
+    drained: Notify,
+    closed: Cell<bool>,
+    closing: Cell<bool>,
+    high_water: usize,
+}
+
+impl ConnOut {
+    pub(crate) fn new(high_water: usize) -> Self {
+        ConnOut {
+            buf: RefCell::new(Vec::with_capacity(16 * 1024)),
+            writer_wake: Notify::new(),
+            drained: Notify::new(),
+            closed: Cell::new(false),
+            closing: Cell::new(false),
+            high_water,
+        }
+    }
+
+    /// Appends with `f` and wakes the writer. Does nothing once the connection is closed.
+    pub(crate) fn push(&self, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.closed.get() {
+            return;
+        }
+        f(&mut self.buf.borrow_mut());
+        self.writer_wake.notify_one();
+    }
+
+    /// Waits until the buffer is below the high-water mark; fails once the connection is closed.
+    pub(crate) async fn writable(&self) -> Result<(), Closed> {
+        loop {
+            if self.closed.get() {
+                return Err(Closed);
+            }
+            if self.buf.borrow().len() < self.high_water {
+                return Ok(());
+            }
+            let drained = self.drained.notified();
+            drained.await;
+        }
+    }
+
+    /// Swaps the pending bytes into `spare` (which must be empty) for the writer to send.
+    pub(crate) fn take(&self, spare: &mut Vec<u8>) {
+        std::mem::swap(&mut *self.buf.borrow_mut(), spare);
+    }
+
+    /// True when nothing is waiting to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.borrow().is_empty()
+    }
+
+    /// Called by the writer after a send completed.
+    pub(crate) fn sent(&self) {
+        self.drained.notify_waiters();
+    }
+
+    /// Marks the connection closed: pending and future writes are dropped and waiters fail.
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+        self.buf.borrow_mut().clear();
+        self.drained.notify_waiters();
+        self.writer_wake.notify_one();
+    }
+
+    /// Asks the writer to send what is pending, then half-close the connection (FIN, not RST).
+    pub(crate) fn begin_closing(&self) {
+        self.closing.set(true);
+        self.writer_wake.notify_one();
+    }
+
+    /// True once [`begin_closing`](ConnOut::begin_closing) was called.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// True once [`close`](ConnOut::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+}
+
+/// The connection was closed: the peer went away or the request was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
+/// How a response is framed on its protocol's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// FastCGI STDOUT records for request `id`, then END_REQUEST.
+    Fcgi {
+        /// The request id.
+        id: u16,
+    },
+}
+
+impl Framing {
+    /// Encodes the header block (`status_line` is the `Status:` line, `headers` the other header
+    /// lines, CRLF-terminated) followed by the first body bytes.
+    pub(crate) fn encode_head(&self, out: &mut Vec<u8>, status: u16, headers: &[u8], body: &[u8]) {
+        match *self {
+            Framing::Fcgi { id } => {
+                let rec = StreamRecord::start(out, rtype::STDOUT, id);
+                write_status_line(out, status);
+                out.extend_from_slice(headers);
+                out.extend_from_slice(b"\r\n");
+                let room = MAX_CONTENT_LEN.saturating_sub(rec.content_len(out));
+                let (first, rest) = body.split_at(body.len().min(room));
+                out.extend_from_slice(first);
+                rec.finish(out);
+                fcgi::encode_stream(out, rtype::STDOUT, id, rest);
+            }
+        }
+    }
+
+    /// Encodes body bytes.
+    pub(crate) fn encode_body(&self, out: &mut Vec<u8>, body: &[u8]) {
+        match *self {
+            Framing::Fcgi { id } => fcgi::encode_stream(out, rtype::STDOUT, id, body),
+        }
+    }
+
+    /// Encodes the end of the response.
+    pub(crate) fn encode_end(&self, out: &mut Vec<u8>) {
+        match *self {
+            Framing::Fcgi { id } => {
+                fcgi::encode_record(out, rtype::STDOUT, id, &[]);
+                fcgi::encode_end_request(out, id, 0, protocol_status::REQUEST_COMPLETE);
+            }
+        }
+    }
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"Status: ");
+    let mut digits = [b'0'; 3];
+    let mut n = status.min(999);
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(super::reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request body as it flows from the driver to the handler.
+#[derive(Debug, Default)]
+struct BodyPipe {
+    data: Vec<u8>,
+    read_pos: usize,
+    ended: bool,
+}
+
+/// One request's shared state. The driver keeps one `Rc` in its table of active requests; the
+/// handler's [`Request`](super::Request) and [`Response`](super::Response) hold the others.
+/// A connection reuses exchanges (and their buffers) once every holder has let go.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    framing: Cell<Framing>,
+    pub(crate) out: Rc<ConnOut>,
+    params: RefCell<Params>,
+    head: RefCell<Vec<u8>>,
+    body: RefCell<BodyPipe>,
+    body_limit: usize,
+    body_ready: Notify,
+    body_space: Notify,
+    done: Cell<bool>,
+    /// Notified (one permit) when the handler finished; owned by the connection.
+    conn_events: Rc<Notify>,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        out: Rc<ConnOut>,
+        conn_events: Rc<Notify>,
+        framing: Framing,
+        body_limit: usize,
+    ) -> Self {
+        Exchange {
+            framing: Cell::new(framing),
+            out,
+            params: RefCell::new(Params::new()),
+            head: RefCell::new(Vec::new()),
+            body: RefCell::new(BodyPipe::default()),
+            body_limit: body_limit.max(MAX_CONTENT_LEN),
+            body_ready: Notify::new(),
+            body_space: Notify::new(),
+            done: Cell::new(false),
+            conn_events,
+        }
+    }
+
+    /// Makes a finished exchange ready for a new request, keeping its buffers.
+    pub(crate) fn reset(&self, framing: Framing) {
+        self.framing.set(framing);
+        self.params.borrow_mut().clear();
+        self.head.borrow_mut().clear();
+        let mut body = self.body.borrow_mut();
+        body.data.clear();
+        body.read_pos = 0;
+        body.ended = false;
+        self.done.set(false);
+    }
+
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing.get()
+    }
+
+    /// The request's parameters, while the driver accumulates them.
+    pub(crate) fn params_mut(&self) -> std::cell::RefMut<'_, Params> {
+        self.params.borrow_mut()
+    }
+
+    /// Moves the parameters out for the handler's [`Request`](super::Request).
+    pub(crate) fn take_params(&self) -> Params {
+        std::mem::take(&mut *self.params.borrow_mut())
+    }
+
+    /// Gives the parameters' buffers back for reuse.
+    pub(crate) fn return_params(&self, mut params: Params) {
+        params.clear();
+        *self.params.borrow_mut() = params;
+    }
+
+    pub(crate) fn head_mut(&self) -> std::cell::RefMut<'_, Vec<u8>> {
+        self.head.borrow_mut()
+    }
+
+    /// True once the response ended (or the request was refused): later records for this
+    /// request are ignored.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.get()
+    }
+
+    /// Marks the response ended and tells the connection.
+    pub(crate) fn mark_done(&self) {
+        if !self.done.replace(true) {
+            self.body_space.notify_waiters();
+            self.conn_events.notify_one();
+        }
+    }
+
+    /// Driver side: appends body bytes, waiting while the buffer is full (backpressure). Bytes
+    /// for a request whose handler already finished are dropped.
+    pub(crate) async fn push_body(&self, data: &[u8]) {
+        loop {
+            if self.done.get() {
+                return;
+            }
+            {
+                let mut body = self.body.borrow_mut();
+                let pending = body.data.len() - body.read_pos;
+                if pending == 0 {
+                    body.data.clear();
+                    body.read_pos = 0;
+                }
+                if pending + data.len() <= self.body_limit {
+                    if body.data.len() + data.len() > self.body_limit {
+                        let start = body.read_pos;
+                        body.data.copy_within(start.., 0);
+                        body.data.truncate(pending);
+                        body.read_pos = 0;
+                    }
+                    body.data.extend_from_slice(data);
+                    drop(body);
+                    self.body_ready.notify_one();
+                    return;
+                }
+            }
+            let space = self.body_space.notified();
+            space.await;
+        }
+    }
+
+    /// Driver side: the body ended (empty STDIN record).
+    pub(crate) fn end_body(&self) {
+        self.body.borrow_mut().ended = true;
+        self.body_ready.notify_one();
+    }
+
+    /// Handler side: copies body bytes into `buf`; `Ok(0)` at the end of the body.
+    pub(crate) async fn read_body(&self, buf: &mut [u8]) -> Result<usize, Closed> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            {
+                let mut body = self.body.borrow_mut();
+                let pending = body.data.len() - body.read_pos;
+                if pending > 0 {
+                    let n = pending.min(buf.len());
+                    let start = body.read_pos;
+                    buf[..n].copy_from_slice(&body.data[start..start + n]);
+                    body.read_pos += n;
+                    drop(body);
+                    self.body_space.notify_waiters();
+                    return Ok(n);
+                }
+                if body.ended {
+                    return Ok(0);
+                }
+            }
+            if self.out.is_closed() {
+                return Err(Closed);
+            }
+            let ready = self.body_ready.notified();
+            ready.await;
+        }
+    }
+
+    /// Wakes a handler blocked on the body so it sees the connection closed.
+    pub(crate) fn wake_reader(&self) {
+        self.body_ready.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_and_small_body_share_one_record() {
+        let mut out = Vec::new();
+        Framing::Fcgi { id: 1 }.encode_head(
+            &mut out,
+            200,
+            b"Content-Type: text/plain\r\n",
+            b"Hello, World!",
+        );
+        let fcgi::Decode::Complete(rec, used) = fcgi::decode_record(&out).unwrap() else {
+            panic!()
+        };
+        assert_eq!(used, out.len());
+        assert_eq!(
+            rec.content,
+            b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!"
+        );
+    }
+
+    #[test]
+    fn end_is_empty_stdout_then_end_request() {
+        let mut out = Vec::new();
+        Framing::Fcgi { id: 7 }.encode_end(&mut out);
+        assert_eq!(
+            out,
+            [1, 6, 0, 7, 0, 0, 0, 0, 1, 3, 0, 7, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+}

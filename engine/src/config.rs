@@ -1,0 +1,211 @@
+//! The command line: every option, its default, and what it limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::app::BuiltinApp;
+
+/// Where a listener binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `HOST:PORT` or `[V6]:PORT`.
+    Tcp(SocketAddr),
+    /// `unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path, as in unix:/run/app.sock".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Tcp(addr));
+        }
+        use std::net::ToSocketAddrs;
+        s.to_socket_addrs()
+            .map_err(|e| format!("{s:?} is not HOST:PORT, [V6]:PORT or unix:PATH ({e})"))?
+            .next()
+            .map(ListenAddr::Tcp)
+            .ok_or_else(|| format!("{s:?} resolves to no address"))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode such as 0660"))
+}
+
+/// ringfast: a thread-per-core FastCGI application server on io_uring.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringfast", version, about)]
+pub struct Config {
+    /// FastCGI listener: HOST:PORT, [V6]:PORT or unix:PATH. Repeatable.
+    /// Default: 127.0.0.1:9000 when no listener is given.
+    #[arg(long = "fastcgi", value_name = "ADDR")]
+    pub fastcgi: Vec<ListenAddr>,
+
+    /// Built-in application to serve.
+    #[arg(long, value_enum, default_value = "hello")]
+    pub app: BuiltinApp,
+
+    /// Worker threads, each with its own io_uring and event loop. Default: number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Pin worker i to CPU i (modulo the CPU count).
+    #[arg(long)]
+    pub pin: bool,
+
+    /// File mode of Unix sockets, in octal.
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+
+    /// Listen backlog of each listening socket.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub backlog: u32,
+
+    /// Most connections open at once, over all workers. Past it, each request on a new
+    /// connection is answered FCGI_OVERLOADED and the connection closed.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_conns: usize,
+
+    /// Most requests in flight on one connection (FastCGI multiplexing). Past it, a new request
+    /// is answered FCGI_OVERLOADED.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_reqs_per_conn: usize,
+
+    /// Most bytes of request variables (FastCGI PARAMS) per request. Past it, the request is
+    /// answered 431 Request Header Fields Too Large.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024)]
+    pub max_params_bytes: usize,
+
+    /// Body bytes buffered per request between the connection and the handler (at least 65535).
+    /// When full, the connection stops reading until the handler catches up.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024)]
+    pub body_buffer: usize,
+
+    /// Response bytes queued per connection before handlers wait for the socket.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub write_buffer: usize,
+
+    /// Close a keep-alive connection after this many seconds without a request (longer than
+    /// nginx's 60 s keepalive_timeout, so nginx closes first).
+    #[arg(long, value_name = "SECS", default_value = "75", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+
+    /// Close a connection whose request variables (or a partial record) take longer than this
+    /// to arrive.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub params_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub shutdown_timeout: Duration,
+
+    /// io_uring submission queue entries per worker.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub ring_entries: u32,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// The number of workers to start.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// The FastCGI listeners, with the default applied.
+    pub fn fastcgi_listeners(&self) -> Vec<ListenAddr> {
+        if self.fastcgi.is_empty() {
+            vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 9000)))]
+        } else {
+            self.fastcgi.clone()
+        }
+    }
+
+    /// Defaults, as if run with no arguments (for embedding and tests).
+    pub fn defaults() -> Self {
+        Config::parse_from(["ringfast"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            "127.0.0.1:9000".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(
+            "[::1]:9000".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("[::1]:9000".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:/tmp/a.sock".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Unix("/tmp/a.sock".into())
+        );
+        assert!("unix:".parse::<ListenAddr>().is_err());
+        assert!("nonsense".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn options_parse() {
+        let c = Config::parse_from([
+            "ringfast",
+            "--fastcgi",
+            "127.0.0.1:1",
+            "--fastcgi",
+            "unix:/x",
+            "--socket-mode",
+            "0600",
+            "--idle-timeout",
+            "0.5",
+            "--app",
+            "diag",
+        ]);
+        assert_eq!(c.fastcgi.len(), 2);
+        assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.app, BuiltinApp::Diag);
+        assert_eq!(Config::defaults().fastcgi_listeners().len(), 1);
+    }
+}

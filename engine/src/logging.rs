@@ -1,0 +1,16 @@
+//! Logging setup: tracing to stderr, filtered by `--log-level`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `level` is a level name or any tracing filter directive;
+/// `RUST_LOG` overrides it when set.
+pub fn init(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

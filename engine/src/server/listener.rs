@@ -1,0 +1,190 @@
+//! Binding listeners before any worker starts: one SO_REUSEPORT socket per worker for each TCP
+//! address, one shared socket for each Unix path.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Socket, Type};
+
+use super::ServerError;
+use crate::config::ListenAddr;
+
+/// The protocol a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// FastCGI.
+    FastCgi,
+}
+
+impl Protocol {
+    /// Lower-case name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::FastCgi => "fastcgi",
+        }
+    }
+}
+
+/// A bound listening address, ready to be split among workers.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    /// One listener per worker, all bound to the same address with SO_REUSEPORT.
+    Tcp {
+        addr: SocketAddr,
+        per_worker: Vec<std::net::TcpListener>,
+    },
+    /// One listener shared by all workers.
+    Unix {
+        path: PathBuf,
+        listener: std::os::unix::net::UnixListener,
+    },
+}
+
+/// A listener as one worker receives it.
+#[derive(Debug)]
+pub(crate) enum WorkerListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Bound {
+    /// The address actually bound (the real port when 0 was asked for).
+    pub(crate) fn addr(&self) -> ListenAddr {
+        match self {
+            Bound::Tcp { addr, .. } => ListenAddr::Tcp(*addr),
+            Bound::Unix { path, .. } => ListenAddr::Unix(path.clone()),
+        }
+    }
+
+    /// The listener worker `index` accepts on.
+    pub(crate) fn for_worker(&self, index: usize) -> io::Result<WorkerListener> {
+        match self {
+            Bound::Tcp { per_worker, .. } => per_worker[index].try_clone().map(WorkerListener::Tcp),
+            Bound::Unix { listener, .. } => listener.try_clone().map(WorkerListener::Unix),
+        }
+    }
+}
+
+/// Binds `addr` for `workers` workers.
+pub(crate) fn bind(
+    addr: &ListenAddr,
+    workers: usize,
+    backlog: u32,
+    socket_mode: u32,
+) -> Result<Bound, ServerError> {
+    let err = |source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    match addr {
+        ListenAddr::Tcp(a) => {
+            let first = bind_tcp(*a, backlog).map_err(err)?;
+            // With port 0, the kernel picked a port: the other workers bind that one.
+            let actual = first.local_addr().map_err(err)?;
+            let mut per_worker = vec![first];
+            for _ in 1..workers {
+                per_worker.push(bind_tcp(actual, backlog).map_err(err)?);
+            }
+            Ok(Bound::Tcp {
+                addr: actual,
+                per_worker,
+            })
+        }
+        ListenAddr::Unix(path) => {
+            let listener = bind_unix(path, backlog, socket_mode).map_err(err)?;
+            Ok(Bound::Unix {
+                path: path.clone(),
+                listener,
+            })
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+fn bind_unix(path: &Path, backlog: u32, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
+    remove_if_stale(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// Removes a socket file left by a dead server; a live server's socket is an error.
+fn remove_if_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "path exists and is not a socket",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another server is listening on this socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing stale socket file");
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_socket_replaced_live_socket_refused() {
+        let dir = std::env::temp_dir().join(format!("ringfast-lt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let addr = ListenAddr::Unix(path.clone());
+        {
+            let live = bind(&addr, 2, 16, 0o600).unwrap();
+            assert!(
+                bind(&addr, 2, 16, 0o600).is_err(),
+                "a live socket must not be taken"
+            );
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            drop(live);
+        }
+        // The file remains after the listener closed: stale, so it is replaced.
+        assert!(path.exists());
+        bind(&addr, 1, 16, 0o660).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reuseport_binds_one_port_per_worker() {
+        let b = bind(&"127.0.0.1:0".parse().unwrap(), 3, 16, 0).unwrap();
+        let Bound::Tcp { addr, per_worker } = &b else {
+            panic!()
+        };
+        assert_eq!(per_worker.len(), 3);
+        assert_ne!(addr.port(), 0);
+        for l in per_worker {
+            assert_eq!(l.local_addr().unwrap(), *addr);
+        }
+    }
+}

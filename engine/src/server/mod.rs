@@ -1,0 +1,227 @@
+//! The server: binds listeners, starts one worker thread per core, stops gracefully.
+//!
+//! The supervisor (the thread calling [`Server::run`]) binds every listener before any worker
+//! starts, then starts the workers, each with its own io_uring event loop and its own copy of
+//! the handler, and waits for them. [`StopHandle::stop`] (wired to SIGTERM/SIGINT by
+//! [`signals::install`]) stops accepting, lets in-flight requests finish within the shutdown
+//! timeout, and returns.
+
+mod fcgi;
+mod listener;
+mod shutdown;
+pub mod signals;
+mod worker;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use listener::Protocol;
+pub use shutdown::StopHandle;
+
+use crate::app::Handler;
+use crate::config::{Config, ListenAddr};
+use listener::Bound;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread could not start or failed.
+    #[error("worker {index}: {source}")]
+    Worker {
+        /// The worker's index.
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The limits every connection driver enforces (see [`Config`] for what each one means).
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_conns: usize,
+    pub(crate) max_reqs_per_conn: usize,
+    pub(crate) max_params_bytes: usize,
+    pub(crate) body_buffer: usize,
+    pub(crate) write_buffer: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) params_timeout: Duration,
+}
+
+impl Limits {
+    fn from_config(c: &Config) -> Self {
+        Limits {
+            max_conns: c.max_conns.max(1),
+            max_reqs_per_conn: c.max_reqs_per_conn.max(1),
+            max_params_bytes: c.max_params_bytes,
+            body_buffer: c.body_buffer,
+            write_buffer: c.write_buffer.max(1024),
+            idle_timeout: c.idle_timeout,
+            params_timeout: c.params_timeout,
+        }
+    }
+
+    /// The most requests in flight in the process: what FCGI_MAX_REQS reports.
+    pub(crate) fn max_reqs_total(&self) -> usize {
+        self.max_conns.saturating_mul(self.max_reqs_per_conn)
+    }
+}
+
+/// A server with its listeners bound, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    bound: Vec<(Protocol, Bound)>,
+    stop: StopHandle,
+}
+
+impl Server {
+    /// Binds every listener the configuration names. Nothing is accepted until
+    /// [`run`](Server::run).
+    pub fn bind(config: Config) -> Result<Self, ServerError> {
+        let workers = config.worker_count();
+        let mut bound = Vec::new();
+        for addr in config.fastcgi_listeners() {
+            let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
+            bound.push((Protocol::FastCgi, b));
+        }
+        Ok(Server {
+            config,
+            bound,
+            stop: StopHandle::new(),
+        })
+    }
+
+    /// The bound addresses (with the real port where port 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<(Protocol, ListenAddr)> {
+        self.bound.iter().map(|(p, b)| (*p, b.addr())).collect()
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Starts the workers, each with the handler `make_handler(worker_index)` returns, and
+    /// blocks until the server is stopped and the workers have finished.
+    pub fn run<H, F>(self, make_handler: F) -> Result<(), ServerError>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let workers = self.config.worker_count();
+        let limits = Limits::from_config(&self.config);
+        let process_conns = Arc::new(AtomicUsize::new(0));
+        let next_conn_id = Arc::new(AtomicU64::new(1));
+        let make_handler = Arc::new(make_handler);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (p, b) in &self.bound {
+            tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for index in 0..workers {
+            let mut listeners = Vec::new();
+            for (p, b) in &self.bound {
+                let l = b
+                    .for_worker(index)
+                    .map_err(|source| ServerError::Worker { index, source })?;
+                listeners.push((*p, l));
+            }
+            let make_handler = make_handler.clone();
+            let spec_parts = (
+                limits.clone(),
+                self.stop.clone(),
+                process_conns.clone(),
+                next_conn_id.clone(),
+            );
+            let ring_entries = self.config.ring_entries;
+            let shutdown_timeout = self.config.shutdown_timeout;
+            let pin = self.config.pin;
+            let done_tx = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("ringfast-w{index}"))
+                .spawn(move || {
+                    if pin {
+                        pin_to_cpu(index % cpus);
+                    }
+                    let (limits, stop, process_conns, next_conn_id) = spec_parts;
+                    let spec = worker::WorkerSpec {
+                        index,
+                        handler: make_handler(index),
+                        limits,
+                        listeners,
+                        stop,
+                        process_conns,
+                        next_conn_id,
+                        ring_entries,
+                        shutdown_timeout,
+                    };
+                    let result = worker::run(spec);
+                    let _ = done_tx.send((index, result));
+                })
+                .map_err(|source| ServerError::Worker { index, source })?;
+        }
+        drop(done_tx);
+        let mut first_error = None;
+        let mut finished = 0;
+        while finished < workers {
+            let waited = if self.stop.is_stopped() {
+                // Workers give up on requests at the shutdown timeout; allow a margin.
+                match done_rx.recv_timeout(self.config.shutdown_timeout + Duration::from_secs(2)) {
+                    Ok(v) => Some(v),
+                    Err(_) => break,
+                }
+            } else {
+                match done_rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(v) => Some(v),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(_) => break,
+                }
+            };
+            if let Some((index, result)) = waited {
+                finished += 1;
+                if let Err(source) = result {
+                    tracing::error!(worker = index, error = %source, "worker failed");
+                    first_error.get_or_insert(ServerError::Worker { index, source });
+                    self.stop.stop();
+                }
+            }
+        }
+        self.cleanup();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn cleanup(&self) {
+        for (_, b) in &self.bound {
+            if let ListenAddr::Unix(path) = b.addr() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to one CPU; failures are logged, not fatal.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; sched_setaffinity reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        tracing::warn!(cpu, error = %std::io::Error::last_os_error(), "cannot pin worker");
+    }
+}

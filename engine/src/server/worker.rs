@@ -1,0 +1,160 @@
+//! One worker thread: its own io_uring event loop, its own listeners, its own connections.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::listener::{Protocol, WorkerListener};
+use super::shutdown::LocalStop;
+use super::{fcgi, Limits, StopHandle};
+use crate::app::Handler;
+use crate::io::{self, Listener};
+
+/// What every task on one worker shares.
+pub(crate) struct WorkerCtx<H> {
+    pub(crate) index: usize,
+    pub(crate) handler: H,
+    pub(crate) limits: Limits,
+    pub(crate) stop: LocalStop,
+    /// Connections open on this worker.
+    open: Cell<usize>,
+    all_closed: Notify,
+    /// Connections open in the whole process (checked once per accept, never per request).
+    process_conns: Arc<AtomicUsize>,
+    next_conn_id: Arc<AtomicU64>,
+}
+
+impl<H> WorkerCtx<H> {
+    fn conn_opened(&self) -> ConnGuard<'_, H> {
+        self.open.set(self.open.get() + 1);
+        ConnGuard { ctx: self }
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct ConnGuard<'a, H> {
+    ctx: &'a WorkerCtx<H>,
+}
+
+impl<H> Drop for ConnGuard<'_, H> {
+    fn drop(&mut self) {
+        let ctx = self.ctx;
+        ctx.open.set(ctx.open.get() - 1);
+        ctx.process_conns.fetch_sub(1, Ordering::Relaxed);
+        if ctx.open.get() == 0 {
+            ctx.all_closed.notify_waiters();
+        }
+    }
+}
+
+/// Everything a worker thread is started with.
+pub(crate) struct WorkerSpec<H> {
+    pub(crate) index: usize,
+    pub(crate) handler: H,
+    pub(crate) limits: Limits,
+    pub(crate) listeners: Vec<(Protocol, WorkerListener)>,
+    pub(crate) stop: StopHandle,
+    pub(crate) process_conns: Arc<AtomicUsize>,
+    pub(crate) next_conn_id: Arc<AtomicU64>,
+    pub(crate) ring_entries: u32,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// Runs a worker until it is stopped and its connections are closed (or the shutdown timeout
+/// passed). Blocks the calling thread.
+pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
+    let ring_entries = spec.ring_entries;
+    io::run_worker(ring_entries, async move {
+        let ctx = Rc::new(WorkerCtx {
+            index: spec.index,
+            handler: spec.handler,
+            limits: spec.limits,
+            stop: LocalStop::default(),
+            open: Cell::new(0),
+            all_closed: Notify::new(),
+            process_conns: spec.process_conns,
+            next_conn_id: spec.next_conn_id,
+        });
+        let mut accepting = Vec::new();
+        for (protocol, l) in spec.listeners {
+            let listener = match l {
+                WorkerListener::Tcp(l) => Listener::tcp(l)?,
+                WorkerListener::Unix(l) => Listener::unix(l)?,
+            };
+            accepting.push(io::spawn(accept_loop(ctx.clone(), protocol, listener)));
+        }
+        let follow = {
+            let ctx = ctx.clone();
+            let rx = spec.stop.subscribe();
+            io::spawn(async move { ctx.stop.follow(rx).await })
+        };
+        ctx.stop.wait().await;
+        for a in accepting {
+            let _ = a.await;
+        }
+        drop(follow);
+        let drained = async {
+            while ctx.open.get() > 0 {
+                let n = ctx.all_closed.notified();
+                if ctx.open.get() == 0 {
+                    break;
+                }
+                n.await;
+            }
+        };
+        if tokio::time::timeout(spec.shutdown_timeout, drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = ctx.index,
+                open = ctx.open.get(),
+                "shutdown timeout: closing connections with requests in flight"
+            );
+        }
+        Ok(())
+    })
+}
+
+async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, listener: Listener) {
+    loop {
+        // On stop, the pending accept is dropped. tokio-uring cannot cancel it, so a connection
+        // that arrives in the instant before exit could be accepted by the kernel and closed by
+        // the process exit; nothing else can leak, since the process is ending.
+        let accepted = tokio::select! {
+            biased;
+            _ = ctx.stop.wait() => return,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(worker = ctx.index, error = %e, "accept failed");
+                // Out of descriptors or memory: back off instead of spinning.
+                io::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let total = ctx.process_conns.fetch_add(1, Ordering::Relaxed) + 1;
+        let overloaded = total > ctx.limits.max_conns;
+        if overloaded {
+            tracing::warn!(
+                worker = ctx.index,
+                limit = ctx.limits.max_conns,
+                "max-conns reached: refusing requests on a new connection"
+            );
+        }
+        let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = ctx.clone();
+        io::spawn(async move {
+            let _guard = ctx.conn_opened();
+            match protocol {
+                Protocol::FastCgi => fcgi::serve(stream, &ctx, conn_id, overloaded).await,
+            }
+        });
+    }
+}
