@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (Debian 12, as root), then runs every check.
+#
+#   bash scripts/test.sh
+#
+# Steps: system packages (only the missing ones), [python venv: reserved], cargo fmt --check,
+# cargo clippy -D warnings, cargo build, cargo test. Prints a summary; exits non-zero if any step
+# failed. The end-to-end tests start their own nginx/lighttpd/apache2/haproxy instances on
+# loopback ports with generated configs; they never use the system services.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+export RUST_BACKTRACE=1
+# A rustup toolchain installed for this user but not yet on PATH (fresh shell).
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Debian packages the tests use (front ends, cgi-fcgi, curl, and tools later issues need).
+PACKAGES=(nginx lighttpd apache2 haproxy libfcgi-bin curl php-fpm prometheus tmux)
+
+declare -a SUMMARY=()
+FAILED=0
+START_ALL=$(date +%s)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# run_step NAME CMD...: runs a step, records its result and duration, keeps going on failure.
+run_step() {
+    local name=$1
+    shift
+    log "$name: $*"
+    local t0 rc
+    t0=$(date +%s)
+    set +e
+    "$@"
+    rc=$?
+    set -e
+    local dt=$(($(date +%s) - t0))
+    if [ "$rc" -eq 0 ]; then
+        SUMMARY+=("PASS  ${name} (${dt}s)")
+    else
+        SUMMARY+=("FAIL  ${name} (${dt}s, exit ${rc})")
+        FAILED=1
+    fi
+    return 0
+}
+
+print_summary() {
+    local total=$(($(date +%s) - START_ALL))
+    printf '\n==================== summary ====================\n'
+    local line
+    for line in "${SUMMARY[@]}"; do
+        printf '%s\n' "$line"
+    done
+    printf -- '-------------------------------------------------\n'
+    if [ "$FAILED" -eq 0 ]; then
+        printf 'ALL PASSED in %ss\n' "$total"
+    else
+        printf 'FAILED (total %ss): see the output of the failed steps above\n' "$total"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# System packages
+# ---------------------------------------------------------------------------------------------
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        if ! dpkg -s "$p" >/dev/null 2>&1; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all packages present: ${PACKAGES[*]}"
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}; run this script as root (or install them)" >&2
+        return 1
+    fi
+    echo "installing: ${missing[*]}"
+    # Keep the packages' own services from starting during installation (the tests start their
+    # own instances; a system nginx/apache on port 80 is not needed). Only if no policy exists.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        created_policy=1
+    fi
+    local rc=0
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+        "${missing[@]}" || rc=$?
+    if [ "$created_policy" -eq 1 ]; then
+        rm -f "$policy"
+    fi
+    return "$rc"
+}
+
+# The tests never use the system instances and pick their own free loopback ports, so running
+# services cannot collide with them. Report them anyway, as they cost memory and CPU.
+report_system_services() {
+    local s
+    for s in nginx apache2 lighttpd haproxy php8.2-fpm prometheus; do
+        if pgrep -x "$s" >/dev/null 2>&1 || pgrep -f "^/usr/s?bin/$s" >/dev/null 2>&1; then
+            echo "note: a system $s is running; the tests do not use or disturb it"
+        fi
+    done
+    return 0
+}
+
+check_tools() {
+    local t rc=0
+    for t in /usr/sbin/nginx /usr/sbin/lighttpd /usr/sbin/apache2 /usr/sbin/haproxy \
+        /usr/bin/cgi-fcgi /usr/bin/curl; do
+        if [ ! -x "$t" ]; then
+            echo "missing $t" >&2
+            rc=1
+        fi
+    done
+    command -v cargo >/dev/null || {
+        echo "cargo is not on PATH (install a Rust toolchain with rustfmt and clippy)" >&2
+        rc=1
+    }
+    return "$rc"
+}
+
+run_step "packages" install_packages
+report_system_services
+run_step "tools present" check_tools
+
+# ---------------------------------------------------------------------------------------------
+# Python virtual environment (hook)
+# ---------------------------------------------------------------------------------------------
+# >>> python venv hook: later issues create a venv here and pip-install what they need, e.g.
+#   python3 -m venv "$ROOT/.venv" && "$ROOT/.venv/bin/pip" install -r requirements-test.txt
+#   export PATH="$ROOT/.venv/bin:$PATH"
+# Add it as: run_step "python venv" setup_venv
+# <<< python venv hook
+
+# ---------------------------------------------------------------------------------------------
+# Rust
+# ---------------------------------------------------------------------------------------------
+
+if [ "$FAILED" -eq 0 ]; then
+    run_step "cargo fmt --check" cargo fmt --all -- --check
+    run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+    run_step "cargo build" cargo build --workspace --all-targets
+    # --no-fail-fast: run every test binary even if one fails, so one run shows every failure.
+    run_step "cargo test" cargo test --workspace --no-fail-fast
+else
+    SUMMARY+=("SKIP  cargo steps (set-up failed)")
+fi
+
+print_summary
+cd "$ROOT"
+exit "$FAILED"
