@@ -75,6 +75,30 @@ pub struct Config {
     #[arg(long = "fastcgi", value_name = "ADDR")]
     pub fastcgi: Vec<ListenAddr>,
 
+    /// SCGI listener: HOST:PORT, [V6]:PORT or unix:PATH. Repeatable.
+    #[arg(long = "scgi", value_name = "ADDR")]
+    pub scgi: Vec<ListenAddr>,
+
+    /// AJP13 listener: HOST:PORT, [V6]:PORT or unix:PATH. Repeatable. A non-loopback address
+    /// needs --ajp-secret (or --ajp-allow-insecure).
+    #[arg(long = "ajp", value_name = "ADDR")]
+    pub ajp: Vec<ListenAddr>,
+
+    /// Shared secret AJP peers must send (Apache `secret=`, Tomcat `secret`); requests without
+    /// it, or with another, get 403.
+    #[arg(long, value_name = "SECRET", env = "RINGFAST_AJP_SECRET", hide_env_values = true)]
+    pub ajp_secret: Option<String>,
+
+    /// Allow AJP on a non-loopback address without a secret (Ghostcat, CVE-2020-1938: only
+    /// behind a firewall you trust).
+    #[arg(long)]
+    pub ajp_allow_insecure: bool,
+
+    /// Largest AJP packet, in bytes (Apache `ProxyIOBufferSize`, lighttpd's fixed 8192).
+    #[arg(long, value_name = "BYTES", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(8192..=65536))]
+    pub ajp_packet_size: u32,
+
     /// Built-in application to serve.
     #[arg(long, value_enum, default_value = "hello")]
     pub app: BuiltinApp,
@@ -150,9 +174,10 @@ impl Config {
             .max(1)
     }
 
-    /// The FastCGI listeners, with the default applied.
+    /// The FastCGI listeners, with the default applied (only when no listener of any protocol
+    /// was given).
     pub fn fastcgi_listeners(&self) -> Vec<ListenAddr> {
-        if self.fastcgi.is_empty() {
+        if self.fastcgi.is_empty() && self.scgi.is_empty() && self.ajp.is_empty() {
             vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 9000)))]
         } else {
             self.fastcgi.clone()
