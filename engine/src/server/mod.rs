@@ -6,6 +6,8 @@
 //! [`signals::install`]) stops accepting, lets in-flight requests finish within the shutdown
 //! timeout, and returns.
 
+mod conn;
+mod dispatch;
 mod fcgi;
 mod listener;
 mod shutdown;

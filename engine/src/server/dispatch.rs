@@ -1,0 +1,51 @@
+//! Starting a request's handler task, and refusing a request without one; shared by every
+//! protocol driver.
+
+use std::rc::Rc;
+
+use super::worker::WorkerCtx;
+use crate::app::exchange::Exchange;
+use crate::app::{CatchUnwind, Handler, Request, Response};
+use crate::io::{self, TaskHandle};
+
+/// Answers a request with a bare status and no body, without running the handler.
+pub(crate) fn refuse_with_status(ex: &Rc<Exchange>, status: u16) {
+    let mut resp = Response::new(ex.clone());
+    let _ = resp.set_status(status);
+    resp.end_now();
+}
+
+/// Starts the handler for a request whose variables are complete (they are in `ex`).
+pub(crate) fn spawn_handler<H: Handler>(
+    ctx: Rc<WorkerCtx<H>>,
+    ex: Rc<Exchange>,
+    conn: u64,
+    id: u16,
+) -> TaskHandle {
+    let req = Request::new(ex.take_params(), ex.clone());
+    let resp = Response::new(ex);
+    io::spawn(run_handler(ctx, req, resp, conn, id))
+}
+
+async fn run_handler<H: Handler>(
+    ctx: Rc<WorkerCtx<H>>,
+    mut req: Request,
+    mut resp: Response,
+    conn: u64,
+    id: u16,
+) {
+    let outcome = CatchUnwind::new(ctx.handler.handle(&mut req, &mut resp)).await;
+    match outcome {
+        Ok(Ok(())) => {
+            let _ = resp.finish().await;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(conn, request = id, error = %e, "handler failed");
+            resp.fail();
+        }
+        Err(()) => {
+            tracing::error!(conn, request = id, "handler panicked; request failed");
+            resp.fail();
+        }
+    }
+}
