@@ -5,11 +5,13 @@
 //! - [`app`]: the [`Handler`](app::Handler) API and the built-in applications;
 //! - [`io`]: the narrow I/O boundary over the io_uring runtime;
 //! - [`server`]: listeners, workers, connection drivers, shutdown;
+//! - [`metrics`]: metric names, per-worker handles, the Prometheus endpoint;
 //! - [`config`]: the command line.
 
 pub mod app;
 pub mod config;
 pub mod io;
 pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod server;
