@@ -161,6 +161,11 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub ring_entries: u32,
 
+    /// Prometheus endpoint: HOST:PORT serving /metrics (see docs/metrics.md), or `off` (no
+    /// metrics recorded at all). Default: 127.0.0.1:9191 (if taken, ringfast runs without metrics).
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics: Option<crate::metrics::Endpoint>,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

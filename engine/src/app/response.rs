@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use super::exchange::{Closed, Exchange};
+use crate::metrics::{RequestTimer, StatusClass};
 
 /// Why a response operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct Response {
     ex: Rc<Exchange>,
     status: u16,
     stage: Stage,
+    /// Counts the request in the metrics when the response ends.
+    timer: RequestTimer,
 }
 
 impl Response {
@@ -51,7 +54,13 @@ impl Response {
             ex,
             status: 200,
             stage: Stage::Head,
+            timer: RequestTimer::off(),
         }
+    }
+
+    /// Times this request for the metrics; it is counted when the response ends.
+    pub(crate) fn set_timer(&mut self, timer: RequestTimer) {
+        self.timer = timer;
     }
 
     /// Sets the status code (default 200).
@@ -118,6 +127,7 @@ impl Response {
     }
 
     fn emit(&mut self, data: &[u8]) {
+        self.timer.add_body_out(data.len());
         let framing = self.ex.framing();
         if self.stage == Stage::Head {
             let head = self.ex.head_mut();
@@ -156,6 +166,12 @@ impl Response {
         self.ex.out.push(|out| framing.encode_end(out));
         self.stage = Stage::Done;
         self.ex.mark_done();
+        let class = if self.ex.out.is_closed() {
+            StatusClass::Aborted
+        } else {
+            StatusClass::of(self.status)
+        };
+        self.timer.finish(class);
     }
 
     /// Fails the request: a bare 500 if no header was sent, otherwise just the end marker (the
@@ -172,6 +188,8 @@ impl Response {
 impl Drop for Response {
     fn drop(&mut self) {
         if self.stage != Stage::Done {
+            // Dropped unfinished: the handler was cancelled (peer abort, connection gone).
+            self.timer.finish(StatusClass::Aborted);
             self.fail();
         }
     }

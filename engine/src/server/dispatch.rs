@@ -3,19 +3,41 @@
 
 use std::rc::Rc;
 
+use super::listener::Protocol;
 use super::worker::WorkerCtx;
-use crate::app::exchange::Exchange;
+use crate::app::exchange::{Exchange, Framing};
 use crate::app::{CatchUnwind, Handler, Request, Response};
 use crate::io::{self, TaskHandle};
 
 /// Answers a request with a bare status and no body, without running the handler.
+#[allow(dead_code)] // used by the SCGI and AJP drivers
 pub(crate) fn refuse_with_status(ex: &Rc<Exchange>, status: u16) {
     let mut resp = Response::new(ex.clone());
     let _ = resp.set_status(status);
     resp.end_now();
 }
 
-/// Starts the handler for a request whose variables are complete (they are in `ex`).
+/// Answers a request with a bare status and no body, without running the handler, and counts
+/// it in the metrics as a request that ended with that status.
+pub(crate) fn refuse_request<H>(ctx: &WorkerCtx<H>, ex: &Rc<Exchange>, status: u16) {
+    let mut resp = Response::new(ex.clone());
+    resp.set_timer(ctx.metrics.request_started(protocol_of(ex.framing())));
+    let _ = resp.set_status(status);
+    resp.end_now();
+}
+
+/// The protocol a response is framed for (the `protocol` label of the metrics).
+fn protocol_of(framing: Framing) -> Protocol {
+    match framing {
+        Framing::Fcgi { .. } => Protocol::FastCgi,
+        // SCGI and AJP framings arrive with their drivers.
+        #[allow(unreachable_patterns)]
+        _ => Protocol::FastCgi,
+    }
+}
+
+/// Starts the handler for a request whose variables are complete (they are in `ex`). The
+/// request counts as started (metrics) from here until its response ends.
 pub(crate) fn spawn_handler<H: Handler>(
     ctx: Rc<WorkerCtx<H>>,
     ex: Rc<Exchange>,
@@ -23,7 +45,9 @@ pub(crate) fn spawn_handler<H: Handler>(
     id: u16,
 ) -> TaskHandle {
     let req = Request::new(ex.take_params(), ex.clone());
-    let resp = Response::new(ex);
+    let protocol = protocol_of(ex.framing());
+    let mut resp = Response::new(ex);
+    resp.set_timer(ctx.metrics.request_started(protocol));
     io::spawn(run_handler(ctx, req, resp, conn, id))
 }
 

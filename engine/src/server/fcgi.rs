@@ -6,11 +6,13 @@ use std::rc::Rc;
 use tokio::time::Instant;
 
 use super::conn::{self, ConnBase, Driver};
+use super::dispatch::{refuse_request, spawn_handler};
+use super::listener::Protocol;
 use super::worker::WorkerCtx;
 use crate::app::exchange::{Exchange, Framing};
-use super::dispatch::{refuse_with_status, spawn_handler};
 use crate::app::Handler;
 use crate::io::{Stream, TaskHandle};
+use crate::metrics::{Limit, ProtocolErrorKind};
 use crate::proto::fcgi::{
     self, protocol_status, role, rtype, values, BeginRequest, Decode, NvIter, ParamsError, Record,
     MAX_RECORD_LEN,
@@ -85,6 +87,9 @@ impl<H: Handler> Driver for FcgiConn<'_, H> {
             }
             Ok(Decode::Partial) => Ok(0),
             Err(e) => {
+                self.ctx
+                    .metrics
+                    .protocol_error(Protocol::FastCgi, (&e).into());
                 tracing::warn!(conn = self.base.id, error = %e, "FastCGI protocol error; closing connection");
                 Err(())
             }
@@ -144,6 +149,9 @@ impl<H: Handler> FcgiConn<'_, H> {
             rtype::STDIN => {
                 if let Some(a) = self.find(id) {
                     let ex = a.ex.clone();
+                    self.ctx
+                        .metrics
+                        .request_body_bytes(Protocol::FastCgi, rec.content.len());
                     if rec.content.is_empty() {
                         ex.end_body();
                     } else {
@@ -159,7 +167,12 @@ impl<H: Handler> FcgiConn<'_, H> {
                 self.base.out.push(|o| fcgi::encode_unknown_type(o, t));
             }
             t => {
-                tracing::debug!(conn = self.base.id, request = id, rtype = t, "ignoring record");
+                tracing::debug!(
+                    conn = self.base.id,
+                    request = id,
+                    rtype = t,
+                    "ignoring record"
+                );
             }
         }
     }
@@ -185,7 +198,8 @@ impl<H: Handler> FcgiConn<'_, H> {
             return;
         }
         if self.overloaded {
-            return self.refuse(id, protocol_status::OVERLOADED, keep);
+            // Past max-conns: answer, then close whatever keep-conn asked.
+            return self.refuse(id, protocol_status::OVERLOADED, false);
         }
         if begin.role != role::RESPONDER {
             tracing::info!(
@@ -194,6 +208,9 @@ impl<H: Handler> FcgiConn<'_, H> {
                 role = begin.role,
                 "unknown role"
             );
+            self.ctx
+                .metrics
+                .protocol_error(Protocol::FastCgi, ProtocolErrorKind::UnknownRole);
             return self.refuse(id, protocol_status::UNKNOWN_ROLE, keep);
         }
         let in_flight = self.active.iter().filter(|a| !a.ex.is_done()).count();
@@ -204,6 +221,9 @@ impl<H: Handler> FcgiConn<'_, H> {
                 limit = self.ctx.limits.max_reqs_per_conn,
                 "max-reqs-per-conn reached: FCGI_OVERLOADED"
             );
+            self.ctx
+                .metrics
+                .limit_rejected(Protocol::FastCgi, Limit::MaxReqsPerConn);
             return self.refuse(id, protocol_status::OVERLOADED, keep);
         }
         let framing = Framing::Fcgi { id };
@@ -249,11 +269,19 @@ impl<H: Handler> FcgiConn<'_, H> {
             Ok(()) => {}
             Err(e) => {
                 let status = match e {
-                    ParamsError::TooLarge { .. } => 431,
-                    _ => 400,
+                    ParamsError::TooLarge { .. } => {
+                        ctx.metrics
+                            .limit_rejected(Protocol::FastCgi, Limit::MaxParamsBytes);
+                        431
+                    }
+                    _ => {
+                        ctx.metrics
+                            .protocol_error(Protocol::FastCgi, ProtocolErrorKind::BadParams);
+                        400
+                    }
                 };
                 tracing::warn!(conn = conn_id, request = id, error = %e, status, "request refused");
-                refuse_with_status(&a.ex, status);
+                refuse_request(&ctx, &a.ex, status);
             }
         }
     }

@@ -85,6 +85,8 @@ pub struct Server {
     config: Config,
     bound: Vec<(Protocol, Bound)>,
     stop: StopHandle,
+    /// The `/metrics` endpoint, bound; serving starts with [`run`](Server::run).
+    metrics: Option<crate::metrics::Exporter>,
 }
 
 impl Server {
@@ -97,16 +99,24 @@ impl Server {
             let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
             bound.push((Protocol::FastCgi, b));
         }
+        let metrics = crate::metrics::Exporter::from_option(config.metrics)
+            .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
         Ok(Server {
             config,
             bound,
             stop: StopHandle::new(),
+            metrics,
         })
     }
 
     /// The bound addresses (with the real port where port 0 was asked for).
     pub fn local_addrs(&self) -> Vec<(Protocol, ListenAddr)> {
         self.bound.iter().map(|(p, b)| (*p, b.addr())).collect()
+    }
+
+    /// The address `/metrics` is served on, unless metrics are off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// A handle that stops the server from any thread.
@@ -116,7 +126,7 @@ impl Server {
 
     /// Starts the workers, each with the handler `make_handler(worker_index)` returns, and
     /// blocks until the server is stopped and the workers have finished.
-    pub fn run<H, F>(self, make_handler: F) -> Result<(), ServerError>
+    pub fn run<H, F>(mut self, make_handler: F) -> Result<(), ServerError>
     where
         H: Handler,
         F: Fn(usize) -> H + Send + Sync + 'static,
@@ -126,6 +136,17 @@ impl Server {
         let process_conns = Arc::new(AtomicUsize::new(0));
         let next_conn_id = Arc::new(AtomicU64::new(1));
         let make_handler = Arc::new(make_handler);
+        let registry = match self.metrics.take() {
+            Some(exporter) => {
+                let addr = exporter.local_addr().to_string();
+                let registry = exporter
+                    .spawn()
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                registry.set_workers(workers);
+                Some(registry)
+            }
+            None => None,
+        };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         for (p, b) in &self.bound {
             tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
@@ -150,6 +171,7 @@ impl Server {
             let shutdown_timeout = self.config.shutdown_timeout;
             let pin = self.config.pin;
             let done_tx = done_tx.clone();
+            let metrics = registry.clone();
             std::thread::Builder::new()
                 .name(format!("ringfast-w{index}"))
                 .spawn(move || {
@@ -167,6 +189,7 @@ impl Server {
                         next_conn_id,
                         ring_entries,
                         shutdown_timeout,
+                        metrics,
                     };
                     let result = worker::run(spec);
                     let _ = done_tx.send((index, result));

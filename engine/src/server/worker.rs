@@ -20,6 +20,8 @@ pub(crate) struct WorkerCtx<H> {
     pub(crate) handler: H,
     pub(crate) limits: Limits,
     pub(crate) stop: LocalStop,
+    /// This worker's metric handles (empty with `--metrics off`).
+    pub(crate) metrics: crate::metrics::WorkerMetrics,
     /// Connections open on this worker.
     open: Cell<usize>,
     all_closed: Notify,
@@ -62,6 +64,8 @@ pub(crate) struct WorkerSpec<H> {
     pub(crate) next_conn_id: Arc<AtomicU64>,
     pub(crate) ring_entries: u32,
     pub(crate) shutdown_timeout: Duration,
+    /// The metrics registry, unless metrics are off.
+    pub(crate) metrics: Option<crate::metrics::Registry>,
 }
 
 /// Runs a worker until it is stopped and its connections are closed (or the shutdown timeout
@@ -69,11 +73,17 @@ pub(crate) struct WorkerSpec<H> {
 pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
     let ring_entries = spec.ring_entries;
     io::run_worker(ring_entries, async move {
+        let protocols: Vec<Protocol> = spec.listeners.iter().map(|(p, _)| *p).collect();
+        let metrics = match &spec.metrics {
+            Some(r) => crate::metrics::WorkerMetrics::new(r, spec.index, &protocols),
+            None => crate::metrics::WorkerMetrics::off(),
+        };
         let ctx = Rc::new(WorkerCtx {
             index: spec.index,
             handler: spec.handler,
             limits: spec.limits,
             stop: LocalStop::default(),
+            metrics,
             open: Cell::new(0),
             all_closed: Notify::new(),
             process_conns: spec.process_conns,
@@ -142,6 +152,8 @@ async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, list
         let total = ctx.process_conns.fetch_add(1, Ordering::Relaxed) + 1;
         let overloaded = total > ctx.limits.max_conns;
         if overloaded {
+            ctx.metrics
+                .limit_rejected(protocol, crate::metrics::Limit::MaxConns);
             tracing::warn!(
                 worker = ctx.index,
                 limit = ctx.limits.max_conns,
@@ -152,6 +164,7 @@ async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, list
         let ctx = ctx.clone();
         io::spawn(async move {
             let _guard = ctx.conn_opened();
+            let _counted = ctx.metrics.connection_opened(protocol);
             match protocol {
                 Protocol::FastCgi => fcgi::serve(stream, &ctx, conn_id, overloaded).await,
             }
