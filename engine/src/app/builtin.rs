@@ -1,6 +1,6 @@
 //! The built-in applications selected with `--app`.
 
-use super::{Handler, HandlerError, Request, Response};
+use super::{BodyError, Handler, HandlerError, Request, Response};
 
 const HELLO_BODY: &[u8] = b"Hello, World!";
 
@@ -22,8 +22,9 @@ async fn hello(resp: &mut Response) -> Result<(), HandlerError> {
 }
 
 /// A diagnostic app that routes on how the request path ends:
-/// `/hello`, `/echo`, `/env`, `/sleep?ms=N`, `/stream?bytes=N&chunk=M`, `/status/NNN`; anything
-/// else is 404. Used by the tests and the benchmarks.
+/// `/hello`, `/echo` (the body, collected first, at most [`ECHO_LIMIT`]), `/drain` (the body's
+/// length and FNV-1a hash, streamed), `/env`, `/sleep?ms=N`, `/stream?bytes=N&chunk=M`,
+/// `/status/NNN`; anything else is 404. Used by the tests and the benchmarks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Diag;
 
@@ -34,6 +35,8 @@ impl Handler for Diag {
             hello(resp).await
         } else if path.ends_with("/echo") {
             echo(req, resp).await
+        } else if path.ends_with("/drain") {
+            drain(req, resp).await
         } else if path.ends_with("/env") {
             env(req, resp).await
         } else if path.ends_with("/sleep") {
@@ -56,25 +59,51 @@ impl Handler for Diag {
     }
 }
 
+/// Largest body `/echo` collects before answering 413.
+pub const ECHO_LIMIT: usize = 64 << 20;
+
+/// Reads the whole body, then answers with it. Collecting first is deliberate: nginx stops
+/// sending the request body once it has the response header, and Apache's mod_proxy_scgi reads
+/// the answer only after sending the body, so an echo that answered while still reading would
+/// stall behind them once the body outgrows the socket buffers.
 async fn echo(req: &mut Request, resp: &mut Response) -> Result<(), HandlerError> {
     let ctype = req
         .header("content-type")
         .unwrap_or("application/octet-stream")
         .to_owned();
+    let body = match req.read_to_end(ECHO_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { .. }) => {
+            resp.set_status(413)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     resp.add_header("Content-Type", &ctype)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut sent_any = false;
+    resp.add_header("Content-Length", &body.len().to_string())?;
+    resp.write(&body).await?;
+    Ok(())
+}
+
+/// Streams the body through a small buffer and answers with its length and a checksum
+/// (FNV-1a, 64 bits, hex): proves large uploads without holding them in memory.
+async fn drain(req: &mut Request, resp: &mut Response) -> Result<(), HandlerError> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total: u64 = 0;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     loop {
         let n = req.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        resp.write(&buf[..n]).await?;
-        sent_any = true;
+        total += n as u64;
+        for &b in &buf[..n] {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
-    if !sent_any {
-        resp.add_header("Content-Length", "0")?;
-    }
+    resp.add_header("Content-Type", "text/plain")?;
+    resp.write(format!("{total} {hash:016x}\n").as_bytes())
+        .await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use tokio::sync::Notify;
 
+use crate::proto::ajp;
 use crate::proto::fcgi::{self, protocol_status, rtype, Params, StreamRecord, MAX_CONTENT_LEN};
 
 /// A connection's outgoing bytes, shared by every request on it and drained by its writer task.
@@ -112,6 +113,13 @@ pub(crate) enum Framing {
         /// The request id.
         id: u16,
     },
+    /// SCGI: a CGI header block and the raw body; the connection closes after.
+    Scgi,
+    /// AJP13 SEND_HEADERS, SEND_BODY_CHUNK packets, END_RESPONSE with reuse.
+    Ajp {
+        /// The packet size agreed with the web server.
+        size: ajp::PacketSize,
+    },
 }
 
 impl Framing {
@@ -130,6 +138,28 @@ impl Framing {
                 rec.finish(out);
                 fcgi::encode_stream(out, rtype::STDOUT, id, rest);
             }
+            Framing::Scgi => {
+                write_status_line(out, status);
+                out.extend_from_slice(headers);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(body);
+            }
+            Framing::Ajp { size } => {
+                let reason = super::reason_phrase(status).as_bytes();
+                let start = out.len();
+                if ajp::encode_send_headers(status, reason, header_lines(headers), size, out)
+                    .is_err()
+                {
+                    // Our own header lines are well-formed, so only their size can fail here.
+                    out.truncate(start);
+                    tracing::warn!(
+                        status,
+                        "response headers do not fit one AJP packet; sending 500"
+                    );
+                    let _ = ajp::encode_send_headers(500, b"Internal Server Error", [], size, out);
+                }
+                ajp::encode_send_body(body, size, out);
+            }
         }
     }
 
@@ -137,6 +167,8 @@ impl Framing {
     pub(crate) fn encode_body(&self, out: &mut Vec<u8>, body: &[u8]) {
         match *self {
             Framing::Fcgi { id } => fcgi::encode_stream(out, rtype::STDOUT, id, body),
+            Framing::Scgi => out.extend_from_slice(body),
+            Framing::Ajp { size } => ajp::encode_send_body(body, size, out),
         }
     }
 
@@ -147,8 +179,20 @@ impl Framing {
                 fcgi::encode_record(out, rtype::STDOUT, id, &[]);
                 fcgi::encode_end_request(out, id, 0, protocol_status::REQUEST_COMPLETE);
             }
+            Framing::Scgi => {}
+            Framing::Ajp { .. } => ajp::encode_end_response(true, out),
         }
     }
+}
+
+/// Splits header lines this crate wrote (`Name: value\r\n`...) into pairs.
+fn header_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    block.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r")?;
+        let colon = line.iter().position(|&b| b == b':')?;
+        let value = &line[colon + 1..];
+        Some((&line[..colon], value.strip_prefix(b" ").unwrap_or(value)))
+    })
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
@@ -264,30 +308,32 @@ impl Exchange {
 
     /// Driver side: appends body bytes, waiting while the buffer is full (backpressure). Bytes
     /// for a request whose handler already finished are dropped.
-    pub(crate) async fn push_body(&self, data: &[u8]) {
-        loop {
+    pub(crate) async fn push_body(&self, mut data: &[u8]) {
+        while !data.is_empty() {
             if self.done.get() {
                 return;
             }
-            {
+            let copied = {
                 let mut body = self.body.borrow_mut();
                 let pending = body.data.len() - body.read_pos;
-                if pending == 0 {
-                    body.data.clear();
-                    body.read_pos = 0;
-                }
-                if pending + data.len() <= self.body_limit {
-                    if body.data.len() + data.len() > self.body_limit {
+                let room = self.body_limit - pending;
+                let n = room.min(data.len());
+                if n > 0 {
+                    if body.data.len() + n > self.body_limit {
+                        // Move the unread bytes to the front so the buffer never grows past the limit.
                         let start = body.read_pos;
                         body.data.copy_within(start.., 0);
                         body.data.truncate(pending);
                         body.read_pos = 0;
                     }
-                    body.data.extend_from_slice(data);
-                    drop(body);
-                    self.body_ready.notify_one();
-                    return;
+                    body.data.extend_from_slice(&data[..n]);
                 }
+                n
+            };
+            if copied > 0 {
+                data = &data[copied..];
+                self.body_ready.notify_one();
+                continue;
             }
             let space = self.body_space.notified();
             space.await;

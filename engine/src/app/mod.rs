@@ -13,7 +13,7 @@ mod request;
 mod response;
 mod status;
 
-pub use builtin::{BuiltinApp, Diag, Hello};
+pub use builtin::{BuiltinApp, Diag, Hello, ECHO_LIMIT};
 pub(crate) use catch::CatchUnwind;
 pub use request::{BodyError, Request};
 pub use response::{Response, ResponseError};

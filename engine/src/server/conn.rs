@@ -144,6 +144,7 @@ fn deadline<D: Driver>(d: &mut D, pending: usize, idle: bool) -> Instant {
 
 /// Returns true when the socket was shut down to end the wait.
 fn on_timeout<D: Driver>(d: &mut D, pending: usize, idle: bool) -> bool {
+    let head = d.head_since().is_some();
     let base = d.base();
     if base.closing_since.is_some() {
         tracing::debug!(
@@ -155,11 +156,17 @@ fn on_timeout<D: Driver>(d: &mut D, pending: usize, idle: bool) -> bool {
         base.close_when_idle = true;
         base.begin_close();
         return false;
-    } else {
+    } else if head {
         tracing::warn!(
             conn = base.id,
             timeout = ?base.head_timeout,
             "params-timeout: the request head did not arrive in time; closing connection"
+        );
+    } else {
+        tracing::warn!(
+            conn = base.id,
+            timeout = ?base.head_timeout,
+            "params-timeout: the peer stopped in the middle of a record; closing connection"
         );
     }
     let _ = base.stream.shutdown(Shutdown::Both);

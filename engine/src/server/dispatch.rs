@@ -10,7 +10,6 @@ use crate::app::{CatchUnwind, Handler, Request, Response};
 use crate::io::{self, TaskHandle};
 
 /// Answers a request with a bare status and no body, without running the handler.
-#[allow(dead_code)] // used by the SCGI and AJP drivers
 pub(crate) fn refuse_with_status(ex: &Rc<Exchange>, status: u16) {
     let mut resp = Response::new(ex.clone());
     let _ = resp.set_status(status);
@@ -30,9 +29,8 @@ pub(crate) fn refuse_request<H>(ctx: &WorkerCtx<H>, ex: &Rc<Exchange>, status: u
 fn protocol_of(framing: Framing) -> Protocol {
     match framing {
         Framing::Fcgi { .. } => Protocol::FastCgi,
-        // SCGI and AJP framings arrive with their drivers.
-        #[allow(unreachable_patterns)]
-        _ => Protocol::FastCgi,
+        Framing::Scgi => Protocol::Scgi,
+        Framing::Ajp { .. } => Protocol::Ajp,
     }
 }
 

@@ -56,14 +56,13 @@ pub(crate) async fn serve<H: Handler>(
     overloaded: bool,
 ) {
     let limits = &ctx.limits;
-    let mut base = ConnBase::new(
+    let base = ConnBase::new(
         id,
         stream,
         limits.write_buffer,
         limits.idle_timeout,
         limits.params_timeout,
     );
-    base.close_when_idle = overloaded;
     let mut conn = FcgiConn {
         base,
         ctx,

@@ -16,6 +16,10 @@ use crate::config::ListenAddr;
 pub enum Protocol {
     /// FastCGI.
     FastCgi,
+    /// SCGI.
+    Scgi,
+    /// AJP13.
+    Ajp,
 }
 
 impl Protocol {
@@ -23,6 +27,8 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::FastCgi => "fastcgi",
+            Protocol::Scgi => "scgi",
+            Protocol::Ajp => "ajp",
         }
     }
 }

@@ -6,10 +6,12 @@
 //! [`signals::install`]) stops accepting, lets in-flight requests finish within the shutdown
 //! timeout, and returns.
 
+mod ajp;
 mod conn;
 mod dispatch;
 mod fcgi;
 mod listener;
+mod scgi;
 mod shutdown;
 pub mod signals;
 mod worker;
@@ -38,6 +40,12 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// AJP on a non-loopback address without a secret (Ghostcat, CVE-2020-1938).
+    #[error("refusing AJP on {addr} without --ajp-secret: anyone who can reach it could forge requests (CVE-2020-1938); use a loopback address, set --ajp-secret, or pass --ajp-allow-insecure")]
+    InsecureAjp {
+        /// The address as given.
+        addr: String,
+    },
     /// A worker thread could not start or failed.
     #[error("worker {index}: {source}")]
     Worker {
@@ -58,6 +66,8 @@ pub(crate) struct Limits {
     pub(crate) write_buffer: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) params_timeout: Duration,
+    pub(crate) ajp_secret: Option<Vec<u8>>,
+    pub(crate) ajp_packet_size: crate::proto::ajp::PacketSize,
 }
 
 impl Limits {
@@ -70,6 +80,9 @@ impl Limits {
             write_buffer: c.write_buffer.max(1024),
             idle_timeout: c.idle_timeout,
             params_timeout: c.params_timeout,
+            ajp_secret: c.ajp_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            ajp_packet_size: crate::proto::ajp::PacketSize::new(c.ajp_packet_size as usize)
+                .unwrap_or(crate::proto::ajp::PacketSize::DEFAULT),
         }
     }
 
@@ -95,9 +108,27 @@ impl Server {
     pub fn bind(config: Config) -> Result<Self, ServerError> {
         let workers = config.worker_count();
         let mut bound = Vec::new();
-        for addr in config.fastcgi_listeners() {
-            let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
-            bound.push((Protocol::FastCgi, b));
+        for addr in &config.ajp {
+            let loopback = match addr {
+                ListenAddr::Tcp(a) => a.ip().is_loopback(),
+                ListenAddr::Unix(_) => true,
+            };
+            if !loopback && config.ajp_secret.is_none() && !config.ajp_allow_insecure {
+                return Err(ServerError::InsecureAjp {
+                    addr: addr.to_string(),
+                });
+            }
+        }
+        let all = [
+            (Protocol::FastCgi, config.fastcgi_listeners()),
+            (Protocol::Scgi, config.scgi.clone()),
+            (Protocol::Ajp, config.ajp.clone()),
+        ];
+        for (protocol, addrs) in all {
+            for addr in addrs {
+                let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
+                bound.push((protocol, b));
+            }
         }
         let metrics = crate::metrics::Exporter::from_option(config.metrics)
             .map_err(|(addr, source)| ServerError::Bind { addr, source })?;

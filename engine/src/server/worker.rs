@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::listener::{Protocol, WorkerListener};
 use super::shutdown::LocalStop;
-use super::{fcgi, Limits, StopHandle};
+use super::{ajp, fcgi, scgi, Limits, StopHandle};
 use crate::app::Handler;
 use crate::io::{self, Listener};
 
@@ -167,6 +167,8 @@ async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, list
             let _counted = ctx.metrics.connection_opened(protocol);
             match protocol {
                 Protocol::FastCgi => fcgi::serve(stream, &ctx, conn_id, overloaded).await,
+                Protocol::Scgi => scgi::serve(stream, &ctx, conn_id, overloaded).await,
+                Protocol::Ajp => ajp::serve(stream, &ctx, conn_id, overloaded).await,
             }
         });
     }
