@@ -7,6 +7,7 @@ mod support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use metrics_support::{fcgi_requests, samples, scrape, sum};
 use support::{free_port, require_binary, Addr, Engine, TempDir};
@@ -45,6 +46,15 @@ fn counts_are_exact_and_promtool_accepts_the_page() {
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (_engine, fcgi) = start(&dir, &metrics_addr.to_string());
 
+    // The start-up probe's connection to the FastCGI port is counted asynchronously: wait for it
+    // so it does not land between the two scrapes.
+    assert!(support::wait_until(Duration::from_secs(10), || {
+        sum(
+            &scrape(metrics_addr),
+            "ringfast_connections_accepted_total",
+            &[],
+        ) >= 1.0
+    }));
     let before = scrape(metrics_addr);
     assert_eq!(sum(&before, "ringfast_requests_total", &[]), 0.0);
     assert_eq!(sum(&before, "ringfast_workers", &[]), 2.0);
@@ -201,4 +211,46 @@ fn metrics_off_serves_nothing_and_requests_still_work() {
     let answers = fcgi_requests(fcgi, &[(PATH, b"abc")]);
     assert!(answers[0].ends_with(b"abc"));
     assert!(!engine.proc.log().contains("metrics at http://"));
+}
+
+#[test]
+fn params_timeout_is_counted_as_a_limit_rejection() {
+    let dir = TempDir::new("metrics-timeout");
+    let fcgi = Addr::loopback();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args: Vec<String> = [
+        "--fastcgi",
+        &fcgi.to_arg(),
+        "--metrics",
+        &metrics_addr.to_string(),
+        "--params-timeout",
+        "0.3",
+        "--workers",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _engine = Engine::start(&dir, &args, &[fcgi.clone(), Addr::Tcp(metrics_addr)]);
+    let Addr::Tcp(fcgi) = fcgi else {
+        unreachable!()
+    };
+    // BEGIN_REQUEST, then no PARAMS: the head never completes.
+    let mut s = TcpStream::connect(fcgi).unwrap();
+    s.write_all(&[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest); // closed by the engine
+    let rejected = || {
+        sum(
+            &scrape(metrics_addr),
+            "ringfast_limit_rejections_total",
+            &[("limit", "params_timeout")],
+        )
+    };
+    support::wait_until(Duration::from_secs(5), || rejected() >= 1.0);
+    assert_eq!(rejected(), 1.0);
+    let text = scrape(metrics_addr);
+    assert_eq!(sum(&text, "ringfast_requests_total", &[]), 0.0);
 }

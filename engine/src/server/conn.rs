@@ -47,6 +47,10 @@ pub(crate) trait Driver {
 
     /// Cancels every request still in progress.
     fn abort_all(&mut self);
+
+    /// The shared loop closed the connection on a limit (`params_timeout`, `recv_buffer`): the
+    /// driver counts it in its metrics.
+    fn limit_hit(&mut self, _limit: crate::metrics::Limit) {}
 }
 
 /// The state every connection driver has.
@@ -169,7 +173,10 @@ fn on_timeout<D: Driver>(d: &mut D, pending: usize, idle: bool) -> bool {
             "params-timeout: the peer stopped in the middle of a record; closing connection"
         );
     }
-    let _ = base.stream.shutdown(Shutdown::Both);
+    if base.closing_since.is_none() {
+        d.limit_hit(crate::metrics::Limit::ParamsTimeout);
+    }
+    let _ = d.base().stream.shutdown(Shutdown::Both);
     true
 }
 
@@ -191,6 +198,7 @@ async fn read_loop<D: Driver>(d: &mut D, stop: &LocalStop, read_buf_len: usize) 
                 conn = d.base().id,
                 "request head larger than the receive buffer; closing connection"
             );
+            d.limit_hit(crate::metrics::Limit::RecvBuffer);
             return Exit::Abort;
         }
         let pending = buf.len();

@@ -119,6 +119,10 @@ impl<H: Handler> Driver for FcgiConn<'_, H> {
             .min()
     }
 
+    fn limit_hit(&mut self, limit: Limit) {
+        self.ctx.metrics.limit_rejected(Protocol::FastCgi, limit);
+    }
+
     fn abort_all(&mut self) {
         for a in &self.active {
             if let Some(t) = &a.task {
