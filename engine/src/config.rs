@@ -86,7 +86,12 @@ pub struct Config {
 
     /// Shared secret AJP peers must send (Apache `secret=`, Tomcat `secret`); requests without
     /// it, or with another, get 403.
-    #[arg(long, value_name = "SECRET", env = "RINGFAST_AJP_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "RINGFAST_AJP_SECRET",
+        hide_env_values = true
+    )]
     pub ajp_secret: Option<String>,
 
     /// Allow AJP on a non-loopback address without a secret (Ghostcat, CVE-2020-1938: only

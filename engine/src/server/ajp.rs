@@ -8,7 +8,7 @@ use std::rc::Rc;
 use tokio::time::Instant;
 
 use super::conn::{self, ConnBase, Driver};
-use super::dispatch::{refuse_with_status, spawn_handler};
+use super::dispatch::{refuse_request, spawn_handler};
 use super::worker::WorkerCtx;
 use crate::app::exchange::{Exchange, Framing};
 use crate::app::Handler;
@@ -154,9 +154,9 @@ impl<H: Handler> AjpConn<'_, H> {
                 conn = self.base.id,
                 "AJP request without the right secret; answering 403"
             );
-            refuse_with_status(&ex, 403);
+            refuse_request(self.ctx, &ex, 403);
         } else if self.overloaded {
-            refuse_with_status(&ex, 503);
+            refuse_request(self.ctx, &ex, 503);
             self.base.close_when_idle = true;
         } else {
             self.task = Some(spawn_handler(self.ctx.clone(), ex.clone(), self.base.id, 1));

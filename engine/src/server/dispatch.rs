@@ -9,13 +9,6 @@ use crate::app::exchange::{Exchange, Framing};
 use crate::app::{CatchUnwind, Handler, Request, Response};
 use crate::io::{self, TaskHandle};
 
-/// Answers a request with a bare status and no body, without running the handler.
-pub(crate) fn refuse_with_status(ex: &Rc<Exchange>, status: u16) {
-    let mut resp = Response::new(ex.clone());
-    let _ = resp.set_status(status);
-    resp.end_now();
-}
-
 /// Answers a request with a bare status and no body, without running the handler, and counts
 /// it in the metrics as a request that ended with that status.
 pub(crate) fn refuse_request<H>(ctx: &WorkerCtx<H>, ex: &Rc<Exchange>, status: u16) {

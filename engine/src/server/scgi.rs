@@ -7,7 +7,7 @@ use std::rc::Rc;
 use tokio::time::Instant;
 
 use super::conn::{self, ConnBase, Driver};
-use super::dispatch::{refuse_with_status, spawn_handler};
+use super::dispatch::{refuse_request, spawn_handler};
 use super::worker::WorkerCtx;
 use crate::app::exchange::{Exchange, Framing};
 use crate::app::Handler;
@@ -142,7 +142,7 @@ impl<H: Handler> ScgiConn<'_, H> {
         }
         let remaining = req.content_length();
         if self.overloaded {
-            refuse_with_status(&ex, 503);
+            refuse_request(self.ctx, &ex, 503);
         } else {
             self.task = Some(spawn_handler(self.ctx.clone(), ex.clone(), self.base.id, 1));
         }
