@@ -49,31 +49,7 @@ impl Default for Limits {
     }
 }
 
-/// Result of a decoder that may need more input (as httparse's `Status`).
-#[allow(clippy::exhaustive_enums)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status<T> {
-    /// The value was decoded completely.
-    Complete(T),
-    /// The buffer ends before the value does: read more bytes and call again with the whole
-    /// buffer. Not an error.
-    Partial,
-}
-
-impl<T> Status<T> {
-    /// The complete value, or `None` if more input is needed.
-    pub fn complete(self) -> Option<T> {
-        match self {
-            Self::Complete(value) => Some(value),
-            Self::Partial => None,
-        }
-    }
-
-    /// Whether more input is needed.
-    pub fn is_partial(&self) -> bool {
-        matches!(self, Self::Partial)
-    }
-}
+pub use super::Status;
 
 /// Why an SCGI header block was refused. Each of these closes the connection.
 #[non_exhaustive]

@@ -95,6 +95,17 @@ impl ConnBase {
         }
     }
 
+    /// State for a new connection with the worker's write buffer and timeouts.
+    pub(crate) fn for_worker(id: u64, stream: Stream, limits: &super::Limits) -> Self {
+        Self::new(
+            id,
+            stream,
+            limits.write_buffer,
+            limits.idle_timeout,
+            limits.params_timeout,
+        )
+    }
+
     fn begin_close(&mut self) {
         self.closing_since = Some(Instant::now());
         self.out.begin_closing();

@@ -56,13 +56,7 @@ pub(crate) async fn serve<H: Handler>(
     overloaded: bool,
 ) {
     let limits = &ctx.limits;
-    let base = ConnBase::new(
-        id,
-        stream,
-        limits.write_buffer,
-        limits.idle_timeout,
-        limits.params_timeout,
-    );
+    let base = ConnBase::for_worker(id, stream, limits);
     let mut conn = FcgiConn {
         base,
         ctx,

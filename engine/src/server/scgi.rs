@@ -41,13 +41,7 @@ pub(crate) async fn serve<H: Handler>(
     overloaded: bool,
 ) {
     let limits = &ctx.limits;
-    let mut base = ConnBase::new(
-        id,
-        stream,
-        limits.write_buffer,
-        limits.idle_timeout,
-        limits.params_timeout,
-    );
+    let mut base = ConnBase::for_worker(id, stream, limits);
     // SCGI closes the connection after each response.
     base.close_when_idle = true;
     let mut conn = ScgiConn {

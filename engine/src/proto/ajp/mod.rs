@@ -82,31 +82,7 @@ pub mod prefix {
     pub const CPING: u8 = 0x0A;
 }
 
-/// Result of a decoder that may need more input (as httparse's `Status`).
-#[allow(clippy::exhaustive_enums)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status<T> {
-    /// The value was decoded completely.
-    Complete(T),
-    /// The buffer ends before the packet does: read more and call again with the whole buffer.
-    /// Not an error.
-    Partial,
-}
-
-impl<T> Status<T> {
-    /// The complete value, or `None` if more input is needed.
-    pub fn complete(self) -> Option<T> {
-        match self {
-            Self::Complete(value) => Some(value),
-            Self::Partial => None,
-        }
-    }
-
-    /// Whether more input is needed.
-    pub fn is_partial(&self) -> bool {
-        matches!(self, Self::Partial)
-    }
-}
+pub use super::Status;
 
 /// The largest AJP packet, header included, that a connection accepts and produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
