@@ -116,6 +116,12 @@ pub struct Config {
     #[arg(long)]
     pub pin: bool,
 
+    /// Worker processes (prefork). Each process runs `--workers` threads on the same listeners;
+    /// a process that dies is replaced. Use more than one for applications that need separate
+    /// interpreters, such as Python's (one GIL per process).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub processes: usize,
+
     /// File mode of Unix sockets, in octal.
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
     pub socket_mode: u32,
