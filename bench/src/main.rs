@@ -1,0 +1,99 @@
+//! `ringfast-bench`: see `bench/src/lib.rs` and docs/bench/README.md.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use bench::cli::{Options, Plan};
+use bench::error::BenchError;
+use bench::lock::RunLock;
+use bench::results::{RawResults, Skipped};
+use bench::runner::{self, Bench, Pinning};
+use bench::tools::Tools;
+use bench::{contender, envinfo, report};
+
+fn main() -> ExitCode {
+    let opts = Options::parse();
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ringfast-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the matrix and writes the report. `Ok(false)` when a contender failed.
+fn run(opts: &Options) -> Result<bool, BenchError> {
+    let started = Instant::now();
+    let plan = Plan::from_options(opts)?;
+    let lock = RunLock::acquire(&opts.lock)?;
+    eprintln!("ringfast-bench: holding {}", lock.path().display());
+
+    let (share, top) = runner::foreign_share(2.0);
+    let load1 = bench::procfs::loadavg().unwrap_or(0.0);
+    let busy_at_start = (share > 2.0 * plan.noisy_share).then(|| {
+        let who: Vec<String> = top.iter().map(|(c, t)| format!("{c} {t:.2}s")).collect();
+        format!(
+            "other processes used {:.0}% of the machine's CPU over 2 s (load average {load1:.2}; top: {})",
+            share * 100.0,
+            who.join(", ")
+        )
+    });
+    if let Some(b) = &busy_at_start {
+        if !(opts.allow_busy || plan.quick) {
+            return Err(BenchError::Busy(b.clone()));
+        }
+        eprintln!("ringfast-bench: busy machine, the report will be marked noisy: {b}");
+    }
+
+    let tools = Tools::prepare(&opts.bin_dir, &opts.work_dir, !opts.no_install);
+    for n in &tools.notes {
+        eprintln!("ringfast-bench: note: {n}");
+    }
+    let env = envinfo::collect(&tools);
+    let mut contenders = Vec::new();
+    let mut skipped = Vec::new();
+    for c in contender::select(&opts.only) {
+        match tools.missing_for(&c) {
+            Some(reason) => skipped.push(Skipped {
+                contender: c.name.clone(),
+                reason,
+            }),
+            None => contenders.push(c),
+        }
+    }
+    if contenders.is_empty() {
+        return Err(BenchError::Usage("no contender can run here".into()));
+    }
+    let bench = Bench {
+        plan: &plan,
+        tools: &tools,
+        pin: Pinning::new(plan.pin),
+    };
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    runner::run_rounds(&bench, &contenders, &mut runs, &mut failures);
+
+    let raw = RawResults {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        env,
+        contenders,
+        runs,
+        skipped,
+        failures,
+        busy_at_start,
+        notes: tools.notes.clone(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    report::write(&opts.out, &raw)?;
+    eprintln!(
+        "ringfast-bench: wrote {}/REPORT.md in {:.0} s",
+        opts.out.display(),
+        raw.elapsed_s
+    );
+    let failed = !raw.failures.is_empty() || raw.runs.iter().any(|r| !r.valid());
+    Ok(!failed)
+}
