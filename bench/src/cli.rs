@@ -51,6 +51,9 @@ pub struct Options {
     /// Lock file shared by every benchmark run on the machine.
     #[arg(long, default_value = crate::lock::DEFAULT_LOCK)]
     pub lock: PathBuf,
+    /// Keep each contender's temporary directory (configs and logs) instead of removing it.
+    #[arg(long)]
+    pub keep_temp: bool,
     /// Do not pin the server and the load generator to CPUs.
     #[arg(long)]
     pub no_pin: bool,
@@ -81,6 +84,8 @@ pub struct Plan {
     pub py_threads: u32,
     /// Whether server and load generator are pinned.
     pub pin: bool,
+    /// Keep the temporary directories.
+    pub keep_temp: bool,
 }
 
 impl Plan {
@@ -102,6 +107,7 @@ impl Plan {
             py_procs: 2,
             py_threads: 4,
             pin: !o.no_pin && crate::procfs::cpus() >= 2,
+            keep_temp: o.keep_temp,
         };
         if plan.rounds == 0 || plan.duration <= 0.0 || plan.connections == 0 {
             return Err(crate::error::BenchError::Usage(

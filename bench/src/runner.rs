@@ -102,7 +102,7 @@ impl Bench<'_> {
             .chars()
             .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
             .collect();
-        let dir = TempDir::new(&slug)?;
+        let dir = TempDir::new(&slug, self.plan.keep_temp)?;
         let layout = services::layout(c, self.tools, self.plan, dir.path())?;
         let mut running = Running::start(&layout, dir.path(), self.pin.server.as_deref())?;
         // Let servers finish forking their workers before the first request.

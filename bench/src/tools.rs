@@ -173,6 +173,9 @@ impl Tools {
     /// what is missing are skipped.
     pub fn prepare(bin_dir: &Path, work_dir: &Path, install: bool) -> Tools {
         let mut t = Tools::default();
+        // Services run in their own temporary directory: every path must be absolute.
+        let bin_dir = &std::path::absolute(bin_dir).unwrap_or_else(|_| bin_dir.to_path_buf());
+        let work_dir = &std::path::absolute(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
         let missing: Vec<&str> = APT
             .iter()
             .filter(|(_, probe)| !Path::new(probe).exists())

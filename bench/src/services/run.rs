@@ -20,11 +20,12 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct TempDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl TempDir {
     /// A fresh directory under the system temp dir.
-    pub fn new(label: &str) -> Result<TempDir, BenchError> {
+    pub fn new(label: &str, keep: bool) -> Result<TempDir, BenchError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -35,7 +36,7 @@ impl TempDir {
         std::fs::create_dir_all(&path).map_err(io_ctx(format!("creating {}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .map_err(io_ctx("chmod temp dir"))?;
-        Ok(TempDir { path })
+        Ok(TempDir { path, keep })
     }
 
     /// Its path.
@@ -46,6 +47,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.keep {
+            eprintln!("ringfast-bench: kept {}", self.path.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
