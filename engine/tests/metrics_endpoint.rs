@@ -153,7 +153,7 @@ fn counts_are_exact_and_promtool_accepts_the_page() {
     assert_eq!(info.value, 1.0);
     assert!(info
         .labels
-        .contains(&("io_backend".to_string(), "tokio-uring".to_string())));
+        .contains(&("io_backend".to_string(), "tokio-uring+epoll".to_string())));
     assert!(samples(&text)
         .iter()
         .any(|s| s.name == "process_cpu_seconds_total"));

@@ -104,8 +104,9 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision built (`git rev-parse` at build time, or `unknown`).
 pub const REVISION: &str = env!("RINGFAST_GIT_REVISION");
-/// The I/O backend, as `ringfast_build_info{io_backend}` reports it.
-pub const IO_BACKEND: &str = "tokio-uring";
+/// The I/O backends, as `ringfast_build_info{io_backend}` reports them: FastCGI on tokio-uring,
+/// SCGI and AJP13 on tokio's epoll reactor.
+pub const IO_BACKEND: &str = "tokio-uring+epoll";
 
 /// How a request ended, as the `status_class` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +219,49 @@ impl From<&crate::proto::fcgi::DecodeError> for ProtocolErrorKind {
             DecodeError::BadVersion(_) => ProtocolErrorKind::BadVersion,
             DecodeError::BadLength { .. } => ProtocolErrorKind::BadLength,
             DecodeError::BadRequestId { .. } => ProtocolErrorKind::BadRequestId,
+        }
+    }
+}
+
+impl From<&crate::proto::scgi::Error> for ProtocolErrorKind {
+    fn from(e: &crate::proto::scgi::Error) -> Self {
+        use crate::proto::scgi::Error;
+        match e {
+            Error::UnsupportedVersion => ProtocolErrorKind::BadVersion,
+            Error::InvalidLength
+            | Error::LeadingZero
+            | Error::MissingComma
+            | Error::HeaderBlockTooLarge { .. } => ProtocolErrorKind::BadLength,
+            Error::EmptyHeaderBlock
+            | Error::UnterminatedPair
+            | Error::EmptyName
+            | Error::ContentLengthNotFirst
+            | Error::InvalidContentLength
+            | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
+        }
+    }
+}
+
+impl From<&crate::proto::ajp::Error> for ProtocolErrorKind {
+    fn from(e: &crate::proto::ajp::Error) -> Self {
+        use crate::proto::ajp::Error;
+        match e {
+            Error::BadMagic { .. } => ProtocolErrorKind::BadVersion,
+            Error::PacketTooLarge { .. }
+            | Error::EmptyPacket
+            | Error::Truncated { .. }
+            | Error::TrailingBytes { .. }
+            | Error::LengthMismatch { .. } => ProtocolErrorKind::BadLength,
+            Error::MissingNul { .. }
+            | Error::UnknownMethod(_)
+            | Error::MissingStoredMethod
+            | Error::UnknownHeaderCode(_)
+            | Error::InvalidHeaderName
+            | Error::UnknownAttribute(_)
+            | Error::DuplicateAttribute(_)
+            | Error::InvalidContentLength
+            | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
+            Error::UnknownPacketType(_) => ProtocolErrorKind::Malformed,
         }
     }
 }
