@@ -21,6 +21,7 @@
 //! `docs/metrics.md` describes every metric for users.
 
 mod exporter;
+mod merge;
 mod process;
 
 use std::rc::Rc;
@@ -28,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 
+pub(crate) use exporter::answer_http;
 pub use exporter::{Endpoint, Exporter, Registry, DEFAULT_ADDR};
+pub use merge::Merger;
 
 use crate::server::Protocol;
 
@@ -56,8 +59,12 @@ pub mod names {
     pub const LIMIT_REJECTIONS: &str = "ringfast_limit_rejections_total";
     /// Gauge (always 1): version, git revision and I/O backend as labels.
     pub const BUILD_INFO: &str = "ringfast_build_info";
-    /// Gauge: worker threads started.
+    /// Gauge: worker threads started (in all worker processes).
     pub const WORKERS: &str = "ringfast_workers";
+    /// Gauge (prefork only): worker processes ready.
+    pub const WORKER_PROCESSES: &str = "ringfast_worker_processes";
+    /// Counter (prefork only): worker processes replaced after dying.
+    pub const PROCESS_RESTARTS: &str = "ringfast_process_restarts_total";
     /// Counter (process): user and system CPU time, in seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge (process): resident memory, in bytes.
@@ -70,6 +77,20 @@ pub mod names {
     pub const PROCESS_MAX_FDS: &str = "process_max_fds";
     /// Gauge (process): start time since the Unix epoch, in seconds.
     pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+}
+
+/// The prefork supervisor's own part of the merged `/metrics` page: the worker processes
+/// ready, the replacements so far, and the supervisor's process figures (summed with the worker
+/// processes' by the merge, so `process_*` cover the whole service).
+pub fn supervisor_page(ready: usize, restarts: u64) -> String {
+    let mut out = format!(
+        "# HELP {wp} Worker processes ready (prefork).\n# TYPE {wp} gauge\n{wp} {ready}\n\n\
+         # HELP {pr} Worker processes replaced after dying (prefork).\n# TYPE {pr} counter\n{pr} {restarts}\n\n",
+        wp = names::WORKER_PROCESSES,
+        pr = names::PROCESS_RESTARTS,
+    );
+    process::render(&mut out);
+    out
 }
 
 /// Label names. Every label takes a value from a fixed, small set: never a path or a URI.
