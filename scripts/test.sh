@@ -22,6 +22,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests use (front ends, cgi-fcgi, curl, and tools later issues need).
 PACKAGES=(nginx lighttpd apache2 haproxy libfcgi-bin curl php-fpm prometheus tmux)
+# ringfast-bench's contenders and tools (it installs them itself too when missing).
+PACKAGES+=(uwsgi uwsgi-plugin-python3 libapache2-mod-wsgi-py3 wrk python3-venv gcc)
 
 declare -a SUMMARY=()
 FAILED=0
@@ -147,12 +149,23 @@ run_step "tools present" check_tools
 # Rust
 # ---------------------------------------------------------------------------------------------
 
+# Smoke test of the benchmark harness: every contender once, short runs, on the debug binaries,
+# written to a temporary directory (never over docs/bench); the numbers are not judged.
+bench_quick() {
+    local out rc=0
+    out=$(mktemp -d)
+    target/debug/ringfast-bench --quick --bin-dir target/debug --out "$out" || rc=$?
+    rm -rf "$out"
+    return "$rc"
+}
+
 if [ "$FAILED" -eq 0 ]; then
     run_step "cargo fmt --check" cargo fmt --all -- --check
     run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
     run_step "cargo build" cargo build --workspace --all-targets
     # --no-fail-fast: run every test binary even if one fails, so one run shows every failure.
     run_step "cargo test" cargo test --workspace --no-fail-fast
+    run_step "ringfast-bench --quick" bench_quick
 else
     SUMMARY+=("SKIP  cargo steps (set-up failed)")
 fi

@@ -39,6 +39,9 @@ pub struct Options {
     /// Directory holding the `ringfast` and `ringfast-load` binaries.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: PathBuf,
+    /// The ringfast-load binary (default: BIN_DIR/ringfast-load).
+    #[arg(long)]
+    pub loadgen: Option<PathBuf>,
     /// Where the harness keeps what it builds and installs (floor binary, Python venv).
     #[arg(long, default_value = "target/bench")]
     pub work_dir: PathBuf,
@@ -98,11 +101,14 @@ impl Plan {
             duration: o.duration.unwrap_or(if q { 0.5 } else { 2.0 }),
             warmup: o.warmup.unwrap_or(if q { 0.25 } else { 0.5 }),
             connections: o.connections,
-            fractions: o
-                .fractions
-                .clone()
-                .unwrap_or_else(|| if q { vec![0.5] } else { vec![0.5, 0.9] }),
-            quiet_wait: if q { 0.0 } else { 20.0 },
+            fractions: o.fractions.clone().unwrap_or_else(|| {
+                if q {
+                    vec![0.5]
+                } else {
+                    vec![0.5, 0.9]
+                }
+            }),
+            quiet_wait: if q { 0.0 } else { 10.0 },
             noisy_share: 0.05,
             py_procs: 2,
             py_threads: 4,

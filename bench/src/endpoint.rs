@@ -107,7 +107,9 @@ impl Endpoint {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 #[cfg(test)]
@@ -117,9 +119,15 @@ mod tests {
     #[test]
     fn urls_follow_the_loadgen_contract() {
         let tcp = Endpoint::Tcp("127.0.0.1:9000".parse().unwrap());
-        assert_eq!(tcp.url(Proto::Fcgi, "/hello"), "fcgi://127.0.0.1:9000/hello");
+        assert_eq!(
+            tcp.url(Proto::Fcgi, "/hello"),
+            "fcgi://127.0.0.1:9000/hello"
+        );
         let unix = Endpoint::Unix(PathBuf::from("/tmp/x/a.sock"));
-        assert_eq!(unix.url(Proto::Scgi, "/hello"), "scgi+unix:/tmp/x/a.sock:/hello");
+        assert_eq!(
+            unix.url(Proto::Scgi, "/hello"),
+            "scgi+unix:/tmp/x/a.sock:/hello"
+        );
         assert_eq!(unix.arg(), "unix:/tmp/x/a.sock");
         assert_eq!(unix.plain(), "/tmp/x/a.sock");
         assert_eq!(tcp.port(), Some(9000));

@@ -15,7 +15,11 @@ fn first_line(program: &Path, args: &[&str]) -> Option<String> {
         out.stdout
     };
     let text = String::from_utf8_lossy(&text);
-    let line = text.lines().find(|l| !l.trim().is_empty())?.trim().to_string();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())?
+        .trim()
+        .to_string();
     Some(line)
 }
 
@@ -30,7 +34,9 @@ fn deb_version(pkg: &str) -> Option<String> {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The CPU model from /proc/cpuinfo.
@@ -50,7 +56,10 @@ pub fn collect(tools: &Tools) -> Vec<(String, String)> {
             env.push((k.to_string(), v));
         }
     };
-    put("CPU", cpu_model().map(|m| format!("{m}, {} CPUs online", crate::procfs::cpus())));
+    put(
+        "CPU",
+        cpu_model().map(|m| format!("{m}, {} CPUs online", crate::procfs::cpus())),
+    );
     put("kernel", read("/proc/sys/kernel/osrelease"));
     put(
         "distribution",
@@ -70,7 +79,11 @@ pub fn collect(tools: &Tools) -> Vec<(String, String)> {
     if let Some(p) = &tools.load {
         put("ringfast-load", first_line(p, &["--version"]));
     }
-    put("fcgi_floor", first_line(Path::new("gcc"), &["--version"]).map(|g| format!("bench/floor/fcgi_floor.c, gcc -O2 ({g})")));
+    put(
+        "fcgi_floor",
+        first_line(Path::new("gcc"), &["--version"])
+            .map(|g| format!("bench/floor/fcgi_floor.c, gcc -O2 ({g})")),
+    );
     for pkg in [
         "nginx",
         "php8.2-fpm",
@@ -81,13 +94,19 @@ pub fn collect(tools: &Tools) -> Vec<(String, String)> {
         "python3.11",
         "wrk",
     ] {
-        put(pkg, deb_version(pkg).map(|v| format!("{v} (Debian package)")));
+        put(
+            pkg,
+            deb_version(pkg).map(|v| format!("{v} (Debian package)")),
+        );
     }
     if let Some(bin) = &tools.venv_bin {
         let py = bin.join("python");
         for pkg in ["flup", "gunicorn", "granian"] {
             let code = format!("import importlib.metadata as m; print(m.version('{pkg}'))");
-            put(pkg, first_line(&py, &["-c", &code]).map(|v| format!("{v} (PyPI, in a venv)")));
+            put(
+                pkg,
+                first_line(&py, &["-c", &code]).map(|v| format!("{v} (PyPI, in a venv)")),
+            );
         }
     }
     env

@@ -48,9 +48,13 @@ mod tests {
 
     #[test]
     fn a_second_holder_is_refused_until_the_first_drops() {
-        let path = std::env::temp_dir().join(format!("ringfast-bench-lock-test-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("ringfast-bench-lock-test-{}", std::process::id()));
         let first = RunLock::acquire(&path).unwrap();
-        assert!(matches!(RunLock::acquire(&path), Err(BenchError::Locked(_))));
+        assert!(matches!(
+            RunLock::acquire(&path),
+            Err(BenchError::Locked(_))
+        ));
         drop(first);
         let again = RunLock::acquire(&path).unwrap();
         assert_eq!(again.path(), path.as_path());

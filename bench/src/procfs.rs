@@ -53,7 +53,11 @@ pub fn snapshot() -> HashMap<i32, ProcStat> {
         return all;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Some(st) = read_stat(pid) {
@@ -66,7 +70,11 @@ pub fn snapshot() -> HashMap<i32, ProcStat> {
 /// The processes belonging to `roots`: the roots, their descendants, and every process in the
 /// process group of a root (each service is started as its own group leader).
 pub fn family(snap: &HashMap<i32, ProcStat>, roots: &[i32]) -> HashSet<i32> {
-    let mut set: HashSet<i32> = roots.iter().copied().filter(|p| snap.contains_key(p)).collect();
+    let mut set: HashSet<i32> = roots
+        .iter()
+        .copied()
+        .filter(|p| snap.contains_key(p))
+        .collect();
     for st in snap.values() {
         if roots.contains(&st.pgrp) {
             set.insert(st.pid);
@@ -87,7 +95,10 @@ pub fn family(snap: &HashMap<i32, ProcStat>, roots: &[i32]) -> HashSet<i32> {
 
 /// Sum of CPU ticks of `pids` in `snap`.
 pub fn ticks_of(snap: &HashMap<i32, ProcStat>, pids: &HashSet<i32>) -> u64 {
-    pids.iter().filter_map(|p| snap.get(p)).map(|s| s.ticks).sum()
+    pids.iter()
+        .filter_map(|p| snap.get(p))
+        .map(|s| s.ticks)
+        .sum()
 }
 
 /// CPU ticks used between two snapshots by processes outside `ours` (kernel threads excluded):
@@ -113,7 +124,7 @@ pub fn foreign_ticks(
             top.push((st.comm.clone(), used));
         }
     }
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|t| std::cmp::Reverse(t.1));
     top.truncate(5);
     (total, top)
 }
@@ -230,10 +241,11 @@ mod tests {
 
     #[test]
     fn foreign_ticks_skip_ours_and_kernel_threads_and_count_new_processes() {
-        let before: HashMap<i32, ProcStat> = [st(10, 1, 10, 5), st(20, 1, 20, 100), st(30, 2, 0, 0)]
-            .into_iter()
-            .map(|s| (s.pid, s))
-            .collect();
+        let before: HashMap<i32, ProcStat> =
+            [st(10, 1, 10, 5), st(20, 1, 20, 100), st(30, 2, 0, 0)]
+                .into_iter()
+                .map(|s| (s.pid, s))
+                .collect();
         let after: HashMap<i32, ProcStat> = [
             st(10, 1, 10, 50),
             st(20, 1, 20, 130),

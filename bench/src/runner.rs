@@ -53,7 +53,10 @@ pub fn foreign_share(secs: f64) -> (f64, Vec<(String, f64)>) {
     let (ticks, top) = procfs::foreign_ticks(&a, &b, &me);
     let tck = procfs::clk_tck();
     let share = ticks as f64 / tck / (dt * procfs::cpus() as f64);
-    (share, top.into_iter().map(|(c, t)| (c, t as f64 / tck)).collect())
+    (
+        share,
+        top.into_iter().map(|(c, t)| (c, t as f64 / tck)).collect(),
+    )
 }
 
 /// Waits (up to `max_wait` seconds) until foreign processes use less than `share` of the
@@ -73,7 +76,10 @@ fn delta(a: &HashMap<i32, ProcStat>, b: &HashMap<i32, ProcStat>, pids: &HashSet<
     pids.iter()
         .filter_map(|p| b.get(p))
         .map(|sb| {
-            let prev = a.get(&sb.pid).filter(|sa| sa.start == sb.start).map_or(0, |sa| sa.ticks);
+            let prev = a
+                .get(&sb.pid)
+                .filter(|sa| sa.start == sb.start)
+                .map_or(0, |sa| sa.ticks);
             sb.ticks.saturating_sub(prev)
         })
         .sum()
@@ -106,7 +112,11 @@ impl Bench<'_> {
         let layout = services::layout(c, self.tools, self.plan, dir.path())?;
         let mut running = Running::start(&layout, dir.path(), self.pin.server.as_deref())?;
         // Let servers finish forking their workers before the first request.
-        sleep(Duration::from_millis(if self.plan.quick { 100 } else { 300 }));
+        sleep(Duration::from_millis(if self.plan.quick {
+            100
+        } else {
+            300
+        }));
 
         let use_load = self.tools.load.is_some();
         let peak_client = if use_load {
@@ -114,13 +124,31 @@ impl Bench<'_> {
         } else {
             ClientKind::Wrk
         };
-        let peak = self.measure(c, round, &layout, &running, dir.path(), peak_client, None, true)?;
+        let peak = self.measure(
+            c,
+            round,
+            &layout,
+            &running,
+            dir.path(),
+            peak_client,
+            None,
+            true,
+        )?;
         let peak_rps = peak.result.as_ref().filter(|_| peak.valid()).map(|r| r.rps);
         runs.push(peak);
         running.check_alive()?;
 
         if c.http_only() && use_load && self.tools.wrk.is_some() {
-            let rec = self.measure(c, round, &layout, &running, dir.path(), ClientKind::Wrk, None, false)?;
+            let rec = self.measure(
+                c,
+                round,
+                &layout,
+                &running,
+                dir.path(),
+                ClientKind::Wrk,
+                None,
+                false,
+            )?;
             runs.push(rec);
         }
         if let (Some(peak), true) = (peak_rps, use_load) {
@@ -248,6 +276,9 @@ impl Bench<'_> {
     }
 }
 
+/// Most seconds spent waiting for the machine to go quiet over a whole run.
+pub const QUIET_BUDGET_S: f64 = 120.0;
+
 /// Runs every round; contenders rotate so each round starts with a different one.
 pub fn run_rounds(
     bench: &Bench<'_>,
@@ -256,13 +287,24 @@ pub fn run_rounds(
     failures: &mut Vec<Failure>,
 ) {
     let n = contenders.len();
+    // Waiting for quiet is bounded over the whole run, so a machine that never goes quiet
+    // gives a noisy report in the usual time rather than no report.
+    let mut quiet_budget = QUIET_BUDGET_S;
     for round in 0..bench.plan.rounds {
         for i in 0..n {
             let c = &contenders[(i + round * n.div_ceil(bench.plan.rounds.max(1))) % n];
-            if bench.plan.quiet_wait > 0.0 {
-                wait_quiet(bench.plan.quiet_wait, bench.plan.noisy_share);
+            let max_wait = bench.plan.quiet_wait.min(quiet_budget);
+            if max_wait > 0.0 {
+                let t = Instant::now();
+                wait_quiet(max_wait, bench.plan.noisy_share);
+                quiet_budget -= t.elapsed().as_secs_f64();
             }
-            eprintln!("ringfast-bench: round {}/{}: {}", round + 1, bench.plan.rounds, c.name);
+            eprintln!(
+                "ringfast-bench: round {}/{}: {}",
+                round + 1,
+                bench.plan.rounds,
+                c.name
+            );
             let before = runs.len();
             if let Err(e) = bench.contender(c, round, runs) {
                 eprintln!("ringfast-bench:   {}: {e}", c.name);

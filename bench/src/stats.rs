@@ -93,7 +93,7 @@ pub struct Summary {
     pub ratio_floor: Option<Spread>,
     /// CPU per request over the floor's, same round.
     pub cpu_ratio_floor: Option<Spread>,
-    /// Peak over nginx `return 200` of the same round.
+    /// Peak over nginx `return 200` of the same round (HTTP rows only).
     pub ratio_ceiling: Option<Spread>,
     /// PSS after the peak run, MiB.
     pub pss_mib: Option<Spread>,
@@ -207,7 +207,7 @@ pub fn summarize(raw: &RawResults) -> Vec<Summary> {
                 load_util,
                 ratio_floor: ratio(&floor_rps, &rps),
                 cpu_ratio_floor: ratio(&floor_cpu, &RunRecord::cpu_us_per_req),
-                ratio_ceiling: if c.group() == Group::BehindNginx {
+                ratio_ceiling: if c.group() != Group::Direct {
                     ratio(&ceiling, &rps)
                 } else {
                     None
@@ -232,11 +232,19 @@ pub fn metrics_pairs(summaries: &[Summary]) -> Vec<(&Summary, &Summary)> {
     summaries
         .iter()
         .filter_map(|off| {
-            let Server::Ringfast { proto, metrics: false } = off.contender.server else {
+            let Server::Ringfast {
+                proto,
+                metrics: false,
+            } = off.contender.server
+            else {
                 return None;
             };
             let on = summaries.iter().find(|s| {
-                s.contender.server == Server::Ringfast { proto, metrics: true }
+                s.contender.server
+                    == Server::Ringfast {
+                        proto,
+                        metrics: true,
+                    }
                     && s.contender.transport == off.contender.transport
                     && s.contender.via_nginx == off.contender.via_nginx
                     && s.contender.keepalive == off.contender.keepalive

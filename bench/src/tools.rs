@@ -13,9 +13,15 @@ pub const APT: &[(&str, &str)] = &[
     ("nginx", "/usr/sbin/nginx"),
     ("php-fpm", "/usr/sbin/php-fpm8.2"),
     ("uwsgi", "/usr/bin/uwsgi"),
-    ("uwsgi-plugin-python3", "/usr/lib/uwsgi/plugins/python3_plugin.so"),
+    (
+        "uwsgi-plugin-python3",
+        "/usr/lib/uwsgi/plugins/python3_plugin.so",
+    ),
     ("apache2", "/usr/sbin/apache2"),
-    ("libapache2-mod-wsgi-py3", "/usr/lib/apache2/modules/mod_wsgi.so"),
+    (
+        "libapache2-mod-wsgi-py3",
+        "/usr/lib/apache2/modules/mod_wsgi.so",
+    ),
     ("wrk", "/usr/bin/wrk"),
     ("python3-venv", "/usr/lib/python3.11/ensurepip/__init__.py"),
     ("gcc", "/usr/bin/gcc"),
@@ -139,12 +145,17 @@ fn prepare_venv(venv: &Path, install: bool) -> Result<PathBuf, BenchError> {
     if !python.exists() {
         run(
             "python3 -m venv",
-            Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(venv),
+            Command::new("/usr/bin/python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(venv),
         )?;
     }
     run(
         &format!("pip install {}", PIP.join(" ")),
-        Command::new(bin.join("pip")).args(["install", "-q"]).args(PIP),
+        Command::new(bin.join("pip"))
+            .args(["install", "-q"])
+            .args(PIP),
     )?;
     if importable() {
         Ok(bin)
@@ -163,7 +174,10 @@ fn build_floor(work: &Path) -> Result<PathBuf, BenchError> {
     std::fs::write(&src, FLOOR_SOURCE).map_err(io_ctx(format!("writing {}", src.display())))?;
     run(
         "gcc -O2 fcgi_floor.c",
-        Command::new("gcc").args(["-O2", "-Wall", "-o"]).arg(&bin).arg(&src),
+        Command::new("gcc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&bin)
+            .arg(&src),
     )?;
     Ok(bin)
 }
@@ -171,7 +185,12 @@ fn build_floor(work: &Path) -> Result<PathBuf, BenchError> {
 impl Tools {
     /// Finds, installs and builds everything. Failures become notes; the contenders that need
     /// what is missing are skipped.
-    pub fn prepare(bin_dir: &Path, work_dir: &Path, install: bool) -> Tools {
+    pub fn prepare(
+        bin_dir: &Path,
+        loadgen: Option<&Path>,
+        work_dir: &Path,
+        install: bool,
+    ) -> Tools {
         let mut t = Tools::default();
         // Services run in their own temporary directory: every path must be absolute.
         let bin_dir = &std::path::absolute(bin_dir).unwrap_or_else(|_| bin_dir.to_path_buf());
@@ -188,15 +207,20 @@ impl Tools {
                     t.notes.push(e.to_string());
                 }
             } else {
-                t.notes
-                    .push(format!("missing Debian packages (--no-install): {}", missing.join(" ")));
+                t.notes.push(format!(
+                    "missing Debian packages (--no-install): {}",
+                    missing.join(" ")
+                ));
             }
         }
         if let Err(e) = std::fs::create_dir_all(work_dir) {
-            t.notes.push(format!("cannot create {}: {e}", work_dir.display()));
+            t.notes
+                .push(format!("cannot create {}: {e}", work_dir.display()));
         }
         t.ringfast = Some(bin_dir.join("ringfast")).filter(|p| p.exists());
-        t.load = Some(bin_dir.join("ringfast-load")).filter(|p| p.exists());
+        t.load = Some(loadgen.map_or_else(|| bin_dir.join("ringfast-load"), Path::to_path_buf))
+            .and_then(|p| std::path::absolute(p).ok())
+            .filter(|p| p.exists());
         t.wrk = exists("/usr/bin/wrk");
         t.nginx = exists("/usr/sbin/nginx");
         t.php_fpm = exists("/usr/sbin/php-fpm8.2");

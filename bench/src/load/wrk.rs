@@ -110,6 +110,9 @@ mod tests {
         assert!(args(&spec, Path::new("/x.lua")).is_err());
         spec.target = "http://127.0.0.1:1/hello".into();
         let a = args(&spec, Path::new("/x.lua")).unwrap();
-        assert_eq!(a.join(" "), "-t1 -c8 -d1s -s /x.lua http://127.0.0.1:1/hello");
+        assert_eq!(
+            a.join(" "),
+            "-t1 -c8 -d1s -s /x.lua http://127.0.0.1:1/hello"
+        );
     }
 }

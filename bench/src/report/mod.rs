@@ -35,13 +35,23 @@ fn throughput_svg(s: &[Summary]) -> String {
         .iter()
         .filter_map(|x| Some((x.contender.name.clone(), x.peak?, x.contender.is_ringfast())))
         .collect();
-    svg::bars("Peak throughput (closed loop), ringfast in red", "requests per second", &rows)
+    svg::bars(
+        "Peak throughput (closed loop), ringfast in red",
+        "requests per second",
+        &rows,
+    )
 }
 
 fn cpu_svg(s: &[Summary]) -> String {
     let rows: Vec<(String, Spread, bool)> = s
         .iter()
-        .filter_map(|x| Some((x.contender.name.clone(), x.cpu_us?, x.contender.is_ringfast())))
+        .filter_map(|x| {
+            Some((
+                x.contender.name.clone(),
+                x.cpu_us?,
+                x.contender.is_ringfast(),
+            ))
+        })
         .collect();
     svg::bars(
         "Server CPU per request at the peak (all its processes; nginx included when in the path)",
@@ -55,8 +65,11 @@ fn latency_svg(s: &[Summary]) -> String {
         .iter()
         .filter(|x| !x.open.is_empty())
         .map(|x| {
-            let mut points: Vec<(f64, f64)> =
-                x.open.iter().map(|o| (o.achieved.median, o.p99.median)).collect();
+            let mut points: Vec<(f64, f64)> = x
+                .open
+                .iter()
+                .map(|o| (o.achieved.median, o.p99.median))
+                .collect();
             if let (Some(p), Some(l)) = (x.peak, x.p99) {
                 points.push((p.median, l.median));
             }
@@ -187,7 +200,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
          - Per contender and round: a closed-loop run with {} connections (the peak), then open-loop runs at {:?} of that round's peak (latency measured from the intended send time), each {} s measured after {} s of warm-up. HTTP servers are also driven by wrk (closed loop) as a cross-check of the load generator.\n\
          - {} rounds; each round runs every contender once, in an order rotated from round to round, so slow drifts of the machine spread over all contenders. Tables give the median over rounds, with the min–max range when there are several.\n\
          - CPU per request: utime+stime from /proc/PID/stat of every process of the contender (the group leaders, their process groups and descendants; nginx included when in the path), over a sampling window inside the measured window, divided by the requests in that window. Memory: proportional set size (PSS) of those processes after the peak run.\n\
-         - Ratios are computed within a round, then the median taken: peak req/s and CPU per request against the floor (the C epoll responder over the same path: direct over the same transport, or `nginx > floor fcgi unix` behind nginx), and peak req/s against `nginx return 200` for the rows behind nginx.\n\
+         - Ratios are computed within a round, then the median taken: peak req/s and CPU per request against the floor (the C epoll responder over the same path: direct over the same transport, or `nginx > floor fcgi unix` behind nginx), and peak req/s against `nginx return 200` for the HTTP rows (behind nginx, and the HTTP servers: nginx's `return 200` is the most this rig drives over HTTP).\n\
          - A run is **noisy** when other processes (not the contender, the load generator or kernel threads) used more than {:.0}% of the machine's CPU during its window. A peak is **load-generator bound** when the load generator's CPU was at 90% or more while the server side's was below 90%: the server could have gone faster, so the figure is a lower bound.\n",
         if plan["pin"].as_bool().unwrap_or(false) {
             "server side (the backend and nginx when in the path) on CPU 0, load generator on CPU 1 (`taskset`)."
@@ -208,7 +221,10 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
 
     let _ = writeln!(m, "## Results at the peak (closed loop)\n");
     for group in [Group::Direct, Group::BehindNginx, Group::Http] {
-        let rows: Vec<&Summary> = summaries.iter().filter(|s| s.contender.group() == group).collect();
+        let rows: Vec<&Summary> = summaries
+            .iter()
+            .filter(|s| s.contender.group() == group)
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -248,7 +264,8 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
                 opt(&s.p99, us),
                 pct(&s.server_util),
                 pct(&s.load_util),
-                s.pss_mib.map_or_else(|| "–".into(), |p| format!("{:.1} ({})", p.median, s.procs)),
+                s.pss_mib
+                    .map_or_else(|| "–".into(), |p| format!("{:.1} ({})", p.median, s.procs)),
                 notes.join("; ")
             );
         }
@@ -355,7 +372,12 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         }
         for f in &raw.failures {
             let first = f.error.lines().next().unwrap_or_default();
-            let _ = writeln!(m, "- failed {} (round {}): {first}", f.contender, f.round + 1);
+            let _ = writeln!(
+                m,
+                "- failed {} (round {}): {first}",
+                f.contender,
+                f.round + 1
+            );
         }
         for r in raw.runs.iter().filter(|r| r.error.is_some()) {
             let _ = writeln!(
@@ -364,7 +386,12 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
                 r.contender,
                 r.round + 1,
                 r.kind,
-                r.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default()
+                r.error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
             );
         }
         for n in &raw.notes {
@@ -383,12 +410,17 @@ fn losses(summaries: &[Summary]) -> Vec<String> {
         let (Some(rp), rc) = (r.peak, r.cpu_us) else {
             continue;
         };
+        // Same group and transport; of the floors, only the one this row is compared with.
         for o in summaries.iter().filter(|s| {
+            let floor = s.contender.server == crate::contender::Server::Floor;
             !s.contender.is_ringfast()
                 && s.contender.group() == r.contender.group()
                 && s.contender.name != stats::CEILING
+                && (s.contender.transport == r.contender.transport
+                    || s.contender.group() == Group::Http)
+                && (!floor || s.contender.name == stats::floor_for(&r.contender))
         }) {
-            let floor = o.contender.name.contains("floor");
+            let floor = o.contender.server == crate::contender::Server::Floor;
             if let Some(op) = o.peak {
                 if op.median > rp.median {
                     out.push(format!(

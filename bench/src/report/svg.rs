@@ -10,7 +10,9 @@ const PALETTE: [&str; 10] = [
 ];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Compact number: 1234567 -> 1.23M, 12345 -> 12.3k, 4.567 -> 4.57.
@@ -133,7 +135,10 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Stri
         left + pw / 2.0,
         esc(title)
     );
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0 > 0.0 && p.1 > 0.0);
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0);
     let (mut xlo, mut xhi, mut ylo, mut yhi) = (f64::INFINITY, 0.0f64, f64::INFINITY, 0.0f64);
     for &(px, py) in pts {
         xlo = xlo.min(px);
@@ -186,7 +191,11 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Stri
     );
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let dash = if (i / PALETTE.len()) % 2 == 1 { " stroke-dasharray=\"5,3\"" } else { "" };
+        let dash = if (i / PALETTE.len()) % 2 == 1 {
+            " stroke-dasharray=\"5,3\""
+        } else {
+            ""
+        };
         let path: Vec<String> = s
             .points
             .iter()
@@ -200,7 +209,10 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Stri
         );
         for p in &path {
             let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(svg, r#"<circle cx="{px}" cy="{py}" r="2.5" fill="{color}"/>"#);
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{px}" cy="{py}" r="2.5" fill="{color}"/>"#
+            );
         }
         let ly = top + 14.0 * i as f64;
         let _ = writeln!(
@@ -231,7 +243,11 @@ mod tests {
     #[test]
     fn bars_and_lines_are_svg_with_every_label() {
         let s = Spread::of([100.0, 120.0, 90.0]).unwrap();
-        let svg = bars("t", "req/s", &[("a<b".into(), s, true), ("c".into(), s, false)]);
+        let svg = bars(
+            "t",
+            "req/s",
+            &[("a<b".into(), s, true), ("c".into(), s, false)],
+        );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("a&lt;b") && svg.contains(">c<"));
         let l = lines(

@@ -252,7 +252,11 @@ mod tests {
 
     #[test]
     fn php_fpm_is_static() {
-        let c = php_fpm(Path::new("/tmp/y"), &Endpoint::Tcp("127.0.0.1:9".parse().unwrap()), 32);
+        let c = php_fpm(
+            Path::new("/tmp/y"),
+            &Endpoint::Tcp("127.0.0.1:9".parse().unwrap()),
+            32,
+        );
         assert!(c.contains("pm = static") && c.contains("pm.max_children = 32"));
         assert!(c.contains("listen = 127.0.0.1:9"));
     }

@@ -90,7 +90,10 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
                 _ => "--fastcgi",
             };
             let metrics = if metrics {
-                format!("127.0.0.1:{}", crate::endpoint::free_port().map_err(io_ctx("free port"))?)
+                format!(
+                    "127.0.0.1:{}",
+                    crate::endpoint::free_port().map_err(io_ctx("free port"))?
+                )
             } else {
                 s("off")
             };
@@ -116,7 +119,11 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
         Server::Floor => spawn("floor", tool(&tools.floor, "floor")?, vec![backend.arg()]),
         Server::PhpFpm => {
             let php = write(dir, "hello.php", config::PHP_APP)?;
-            let conf = write(dir, "php-fpm.conf", &config::php_fpm(dir, &backend, plan.connections))?;
+            let conf = write(
+                dir,
+                "php-fpm.conf",
+                &config::php_fpm(dir, &backend, plan.connections),
+            )?;
             params.push(format!("SCRIPT_FILENAME={}", php.display()));
             php_file = Some(php);
             spawn(
@@ -164,7 +171,12 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
                 s("warning"),
             ];
             if c.server == Server::GunicornGthread {
-                args.extend([s("--worker-class"), s("gthread"), s("--threads"), s(threads)]);
+                args.extend([
+                    s("--worker-class"),
+                    s("gthread"),
+                    s("--threads"),
+                    s(threads),
+                ]);
             } else {
                 args.extend([s("--worker-class"), s("sync")]);
             }
@@ -205,7 +217,11 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
             let port = backend
                 .port()
                 .ok_or_else(|| BenchError::Usage("Apache runs over TCP here".into()))?;
-            let conf = write(dir, "apache2.conf", &config::apache(dir, port, procs, threads))?;
+            let conf = write(
+                dir,
+                "apache2.conf",
+                &config::apache(dir, port, procs, threads),
+            )?;
             spawns.push(Spawn {
                 name: s("apache2"),
                 program: tool(&tools.apache, "apache2")?,
@@ -228,7 +244,11 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
             keepalive: c.keepalive,
             script: php_file.clone(),
         });
-        let conf = write(dir, "nginx.conf", &config::nginx(dir, port, upstream.as_ref()))?;
+        let conf = write(
+            dir,
+            "nginx.conf",
+            &config::nginx(dir, port, upstream.as_ref()),
+        )?;
         let ep = Endpoint::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         spawns.push(Spawn {
             name: s("nginx"),
