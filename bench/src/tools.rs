@@ -167,8 +167,8 @@ fn prepare_venv(venv: &Path, install: bool) -> Result<PathBuf, BenchError> {
     }
 }
 
-/// Writes the floor's source into `work` and compiles it.
-fn build_floor(work: &Path) -> Result<PathBuf, BenchError> {
+/// Writes the floor's source into `work` and compiles it (`gcc -O2`).
+pub fn build_floor(work: &Path) -> Result<PathBuf, BenchError> {
     let src = work.join("fcgi_floor.c");
     let bin = work.join("fcgi_floor");
     std::fs::write(&src, FLOOR_SOURCE).map_err(io_ctx(format!("writing {}", src.display())))?;
