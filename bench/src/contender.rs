@@ -197,8 +197,9 @@ pub fn catalog() -> Vec<Contender> {
         c(rf(Proto::Ajp, true), Unix, false, true),
         // The other FastCGI servers, direct.
         c(Server::PhpFpm, Tcp, false, true),
-        c(Server::UwsgiFcgi, Tcp, false, true),
-        c(Server::UwsgiFcgi, Unix, false, true),
+        // uWSGI's FastCGI socket ignores FCGI_KEEP_CONN and closes after every answer.
+        c(Server::UwsgiFcgi, Tcp, false, false),
+        c(Server::UwsgiFcgi, Unix, false, false),
         c(Server::Flup, Tcp, false, true),
         c(Server::Flup, Unix, false, true),
         // Through nginx.

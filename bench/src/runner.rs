@@ -277,7 +277,7 @@ impl Bench<'_> {
 }
 
 /// Most seconds spent waiting for the machine to go quiet over a whole run.
-pub const QUIET_BUDGET_S: f64 = 120.0;
+pub const QUIET_BUDGET_S: f64 = 60.0;
 
 /// Runs every round; contenders rotate so each round starts with a different one.
 pub fn run_rounds(

@@ -55,14 +55,15 @@ struct Errors {
     body: u64,
 }
 
+/// Latency fields; `null` (no sample) reads as NaN, which the statistics skip.
 #[derive(Deserialize)]
 struct Lat {
-    mean: f64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p99_9: f64,
-    max: f64,
+    mean: Option<f64>,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    p99_9: Option<f64>,
+    max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +82,14 @@ pub fn parse(text: &str) -> Result<LoadResult, BenchError> {
         client: "ringfast-load".into(),
         detail,
     };
-    let raw: Raw = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let raw: Raw = serde_json::from_str(text).map_err(|e| {
+        // Show the text around the error (the result is one long line).
+        let at = if e.line() == 1 { e.column() } else { 0 };
+        let near = text
+            .get(at.saturating_sub(80)..(at + 40).min(text.len()))
+            .unwrap_or_default();
+        bad(format!("{e}, near: {near}"))
+    })?;
     if raw.version != 1 {
         return Err(bad(format!("unknown result version {}", raw.version)));
     }
@@ -96,12 +104,12 @@ pub fn parse(text: &str) -> Result<LoadResult, BenchError> {
         rps: raw.rps,
         duration_s: raw.duration_s,
         latency_us: Latency {
-            mean: l.mean,
-            p50: l.p50,
-            p90: l.p90,
-            p99: l.p99,
-            p99_9: l.p99_9,
-            max: l.max,
+            mean: l.mean.unwrap_or(f64::NAN),
+            p50: l.p50.unwrap_or(f64::NAN),
+            p90: l.p90.unwrap_or(f64::NAN),
+            p99: l.p99.unwrap_or(f64::NAN),
+            p99_9: l.p99_9.unwrap_or(f64::NAN),
+            max: l.max.unwrap_or(f64::NAN),
         },
     })
 }
@@ -130,6 +138,13 @@ mod tests {
         assert_eq!(r.rps, 4997.5);
         assert_eq!(r.latency_us.p99, 120.0);
         assert_eq!(r.latency_us.p99_9, 300.0);
+    }
+
+    #[test]
+    fn null_latencies_read_as_nan() {
+        let r = parse(&SAMPLE.replace("\"p99\": 120.0", "\"p99\": null")).unwrap();
+        assert!(r.latency_us.p99.is_nan());
+        assert_eq!(r.latency_us.p50, 50.0);
     }
 
     #[test]

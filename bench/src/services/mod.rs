@@ -147,6 +147,9 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
         Server::Flup => {
             let script = write(dir, "flup_server.py", config::FLUP_SERVER)?;
             let venv = tool(&tools.venv_bin, "venv")?;
+            // flup is thread-per-connection and hangs up on a connection when its pool is
+            // full: one thread per load-generator connection.
+            let threads = plan.connections.div_ceil(procs);
             spawn(
                 "flup",
                 venv.join("python"),
