@@ -60,7 +60,9 @@ impl RunRecord {
     pub fn cpu_us_per_req(&self) -> Option<f64> {
         let r = self.result.as_ref()?;
         let reqs = r.rps * self.window_s;
-        (reqs > 0.0 && self.window_s > 0.0).then(|| self.server_cpu_s * 1e6 / reqs)
+        // No tick sampled while requests were answered: the sample missed, not a free server.
+        (reqs > 0.0 && self.window_s > 0.0 && self.server_cpu_s > 0.0)
+            .then(|| self.server_cpu_s * 1e6 / reqs)
     }
 
     /// Server CPU busy share of one CPU.

@@ -13,7 +13,8 @@ use crate::stats::{self, Spread, Summary};
 /// The command that regenerates docs/bench (written into the report).
 pub const REGENERATE: &str = "cargo build --release -p engine -p loadgen -p bench && target/release/ringfast-bench --out docs/bench";
 
-/// Writes REPORT.md, results.json, throughput.svg, latency.svg and cpu.svg into `out`.
+/// Writes REPORT.md, results.json, throughput.svg, cpu.svg and latency-{direct,nginx,http}.svg
+/// into `out`.
 pub fn write(out: &Path, raw: &RawResults) -> Result<(), BenchError> {
     std::fs::create_dir_all(out).map_err(io_ctx(format!("creating {}", out.display())))?;
     let summaries = stats::summarize(raw);
@@ -25,7 +26,9 @@ pub fn write(out: &Path, raw: &RawResults) -> Result<(), BenchError> {
     put("results.json", &json)?;
     put("throughput.svg", &throughput_svg(&summaries))?;
     put("cpu.svg", &cpu_svg(&summaries))?;
-    put("latency.svg", &latency_svg(&summaries))?;
+    for g in GROUPS {
+        put(latency_file(g), &latency_svg(&summaries, g))?;
+    }
     put("REPORT.md", &markdown(raw, &summaries))?;
     Ok(())
 }
@@ -60,10 +63,21 @@ fn cpu_svg(s: &[Summary]) -> String {
     )
 }
 
-fn latency_svg(s: &[Summary]) -> String {
+/// The report's groups, in order.
+const GROUPS: [Group; 3] = [Group::Direct, Group::BehindNginx, Group::Http];
+
+fn latency_file(g: Group) -> &'static str {
+    match g {
+        Group::Direct => "latency-direct.svg",
+        Group::BehindNginx => "latency-nginx.svg",
+        Group::Http => "latency-http.svg",
+    }
+}
+
+fn latency_svg(s: &[Summary], group: Group) -> String {
     let series: Vec<svg::Series> = s
         .iter()
-        .filter(|x| !x.open.is_empty())
+        .filter(|x| !x.open.is_empty() && x.contender.group() == group)
         .map(|x| {
             let mut points: Vec<(f64, f64)> = x
                 .open
@@ -80,7 +94,7 @@ fn latency_svg(s: &[Summary]) -> String {
         })
         .collect();
     svg::lines(
-        "p99 latency against load (open loop at fractions of the peak, then the closed-loop peak)",
+        &format!("p99 latency against load: {}", group.title()),
         "requests per second",
         "p99 latency, microseconds",
         &series,
@@ -220,7 +234,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
     );
 
     let _ = writeln!(m, "## Results at the peak (closed loop)\n");
-    for group in [Group::Direct, Group::BehindNginx, Group::Http] {
+    for group in GROUPS {
         let rows: Vec<&Summary> = summaries
             .iter()
             .filter(|s| s.contender.group() == group)
@@ -346,7 +360,18 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
             );
         }
     }
-    let _ = writeln!(m, "\n![Latency against load](latency.svg)\n");
+    let _ = writeln!(
+        m,
+        "\nEach line: the open-loop points at the fractions of the peak, then the closed-loop peak.\n"
+    );
+    for g in GROUPS {
+        let _ = writeln!(
+            m,
+            "![Latency against load: {}]({})\n",
+            g.title(),
+            latency_file(g)
+        );
+    }
 
     let wrk: Vec<&Summary> = summaries.iter().filter(|s| s.wrk_rps.is_some()).collect();
     if !wrk.is_empty() {
@@ -403,16 +428,18 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
     m
 }
 
-/// Sentences naming every contender that beat a ringfast row of the same group.
+/// One line per ringfast row that some contender of the same group and transport beat, on
+/// peak throughput or on CPU per request (of the floors, only the one the row is compared with).
 fn losses(summaries: &[Summary]) -> Vec<String> {
+    use crate::contender::Server;
     let mut out = Vec::new();
     for r in summaries.iter().filter(|s| s.contender.is_ringfast()) {
-        let (Some(rp), rc) = (r.peak, r.cpu_us) else {
+        let Some(rp) = r.peak else {
             continue;
         };
-        // Same group and transport; of the floors, only the one this row is compared with.
+        let mut beaten = Vec::new();
         for o in summaries.iter().filter(|s| {
-            let floor = s.contender.server == crate::contender::Server::Floor;
+            let floor = s.contender.server == Server::Floor;
             !s.contender.is_ringfast()
                 && s.contender.group() == r.contender.group()
                 && s.contender.name != stats::CEILING
@@ -420,32 +447,36 @@ fn losses(summaries: &[Summary]) -> Vec<String> {
                     || s.contender.group() == Group::Http)
                 && (!floor || s.contender.name == stats::floor_for(&r.contender))
         }) {
-            let floor = o.contender.server == crate::contender::Server::Floor;
-            if let Some(op) = o.peak {
-                if op.median > rp.median {
-                    out.push(format!(
-                        "{} ({} req/s) is slower than {}{} ({} req/s, {:.2}×).",
-                        r.contender.name,
-                        num(rp.median),
-                        o.contender.name,
-                        if floor { " (the floor)" } else { "" },
-                        num(op.median),
-                        op.median / rp.median
-                    ));
-                }
+            let mut how = Vec::new();
+            if let Some(op) = o.peak.filter(|op| op.median > rp.median) {
+                how.push(format!(
+                    "{:.2}× the throughput ({} req/s)",
+                    op.median / rp.median,
+                    num(op.median)
+                ));
             }
-            if let (Some(a), Some(b)) = (rc, o.cpu_us) {
+            if let (Some(a), Some(b)) = (r.cpu_us, o.cpu_us) {
                 if b.median < a.median {
-                    out.push(format!(
-                        "{} spends {:.2} µs of CPU per request, more than {}{} ({:.2} µs).",
-                        r.contender.name,
-                        a.median,
-                        o.contender.name,
-                        if floor { " (the floor)" } else { "" },
-                        b.median
-                    ));
+                    how.push(format!("{:.2} µs of CPU per request", b.median));
                 }
             }
+            if !how.is_empty() {
+                let floor = if o.contender.server == Server::Floor {
+                    " (the floor)"
+                } else {
+                    ""
+                };
+                beaten.push(format!("{}{floor}: {}", o.contender.name, how.join(", ")));
+            }
+        }
+        if !beaten.is_empty() {
+            out.push(format!(
+                "**{}** ({} req/s, {} µs/req) loses to {}.",
+                r.contender.name,
+                num(rp.median),
+                opt(&r.cpu_us, |v| format!("{v:.2}")),
+                beaten.join("; ")
+            ));
         }
     }
     out

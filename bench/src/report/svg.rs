@@ -36,7 +36,7 @@ pub fn short(v: f64) -> String {
 /// Decades covering [lo, hi] for a log axis.
 fn decades(lo: f64, hi: f64) -> (f64, f64) {
     let lo = lo.max(1e-3).log10().floor();
-    let hi = hi.max(lo.powi(10) * 10.0).log10().ceil().max(lo + 1.0);
+    let hi = hi.max(1e-3).log10().ceil().max(lo + 1.0);
     (lo, hi)
 }
 
@@ -232,6 +232,12 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decades_cover_the_range() {
+        assert_eq!(decades(1234.0, 17_000.0), (3.0, 5.0));
+        assert_eq!(decades(100.0, 100.0), (2.0, 3.0));
+    }
 
     #[test]
     fn short_numbers() {
