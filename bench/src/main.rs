@@ -1,6 +1,8 @@
 //! `ringfast-bench`: see `bench/src/lib.rs` and docs/bench/README.md.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
@@ -74,14 +76,24 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
     if contenders.is_empty() {
         return Err(BenchError::Usage("no contender can run here".into()));
     }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .map_err(|e| BenchError::io("installing the signal handler", e))?;
+    }
     let bench = Bench {
         plan: &plan,
         tools: &tools,
         pin: Pinning::new(plan.pin),
+        interrupted,
     };
     let mut runs = Vec::new();
     let mut failures = Vec::new();
-    runner::run_rounds(&bench, &contenders, &mut runs, &mut failures);
+    if !runner::run_rounds(&bench, &contenders, &mut runs, &mut failures) {
+        return Err(BenchError::Usage(
+            "interrupted: every service stopped, no report written".into(),
+        ));
+    }
 
     let raw = RawResults {
         plan: serde_json::to_value(&plan).unwrap_or_default(),

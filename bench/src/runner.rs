@@ -3,6 +3,8 @@
 //! peak; CPU and memory sampled from /proc around each run; foreign CPU watched.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -93,6 +95,8 @@ pub struct Bench<'a> {
     pub tools: &'a Tools,
     /// CPUs.
     pub pin: Pinning,
+    /// Set by SIGINT/SIGTERM: stop after the current run, stopping every service.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 impl Bench<'_> {
@@ -153,6 +157,9 @@ impl Bench<'_> {
         }
         if let (Some(peak), true) = (peak_rps, use_load) {
             for &f in &self.plan.fractions {
+                if self.interrupted.load(Ordering::Relaxed) {
+                    break;
+                }
                 let rec = self.measure(
                     c,
                     round,
@@ -279,13 +286,14 @@ impl Bench<'_> {
 /// Most seconds spent waiting for the machine to go quiet over a whole run.
 pub const QUIET_BUDGET_S: f64 = 60.0;
 
-/// Runs every round; contenders rotate so each round starts with a different one.
+/// Runs every round; contenders rotate so each round starts with a different one. Returns
+/// `false` when interrupted.
 pub fn run_rounds(
     bench: &Bench<'_>,
     contenders: &[Contender],
     runs: &mut Vec<RunRecord>,
     failures: &mut Vec<Failure>,
-) {
+) -> bool {
     let n = contenders.len();
     // Waiting for quiet is bounded over the whole run, so a machine that never goes quiet
     // gives a noisy report in the usual time rather than no report.
@@ -293,6 +301,9 @@ pub fn run_rounds(
     for round in 0..bench.plan.rounds {
         for i in 0..n {
             let c = &contenders[(i + round * n.div_ceil(bench.plan.rounds.max(1))) % n];
+            if bench.interrupted.load(Ordering::Relaxed) {
+                return false;
+            }
             let max_wait = bench.plan.quiet_wait.min(quiet_budget);
             if max_wait > 0.0 {
                 let t = Instant::now();
@@ -336,4 +347,5 @@ pub fn run_rounds(
             }
         }
     }
+    !bench.interrupted.load(Ordering::Relaxed)
 }

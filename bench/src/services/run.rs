@@ -199,6 +199,14 @@ fn start_one(spawn: &Spawn, dir: &Path, cpus: Option<&str>) -> Result<Service, B
         .stdout(out)
         .stderr(err)
         .process_group(0);
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If the harness dies without stopping its services (SIGKILL), they get SIGTERM.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let child = cmd
         .spawn()
         .map_err(io_ctx(format!("starting {}", spawn.program.display())))?;
