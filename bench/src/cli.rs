@@ -20,7 +20,7 @@ pub struct Options {
     /// in a rotated order). Default: 3, or 1 with --quick.
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Measured seconds of each load run. Default: 2, or 0.5 with --quick.
+    /// Measured seconds of each load run. Default: 1.5, or 0.5 with --quick.
     #[arg(long)]
     pub duration: Option<f64>,
     /// Warm-up seconds before each measured window. Default: 0.5, or 0.25 with --quick.
@@ -98,7 +98,7 @@ impl Plan {
         let plan = Plan {
             quick: q,
             rounds: o.rounds.unwrap_or(if q { 1 } else { 3 }),
-            duration: o.duration.unwrap_or(if q { 0.5 } else { 2.0 }),
+            duration: o.duration.unwrap_or(if q { 0.5 } else { 1.5 }),
             warmup: o.warmup.unwrap_or(if q { 0.25 } else { 0.5 }),
             connections: o.connections,
             fractions: o.fractions.clone().unwrap_or_else(|| {

@@ -225,11 +225,24 @@ pub fn catalog() -> Vec<Contender> {
     ]
 }
 
-/// The contenders whose name contains one of `only` (all when `only` is empty).
+/// The rows every ratio is computed against: always run, whatever `--only` says.
+pub const REFERENCES: [&str; 4] = [
+    "floor fcgi tcp",
+    "floor fcgi unix",
+    "nginx > floor fcgi unix",
+    "nginx return 200",
+];
+
+/// The contenders whose name contains one of `only` (all when `only` is empty), plus the
+/// reference rows ([`REFERENCES`]), in catalog order.
 pub fn select(only: &[String]) -> Vec<Contender> {
     catalog()
         .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o.as_str())))
+        .filter(|c| {
+            only.is_empty()
+                || REFERENCES.contains(&c.name.as_str())
+                || only.iter().any(|o| c.name.contains(o.as_str()))
+        })
         .collect()
 }
 
@@ -264,8 +277,11 @@ mod tests {
 
     #[test]
     fn select_filters_by_substring() {
-        let s = select(&["floor".to_string()]);
-        assert!(!s.is_empty() && s.iter().all(|c| c.name.contains("floor")));
+        let s = select(&["granian".to_string()]);
+        let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), REFERENCES.len() + 1);
+        assert!(names.contains(&"granian http tcp"));
+        assert!(REFERENCES.iter().all(|r| names.contains(r)));
         assert_eq!(select(&[]).len(), catalog().len());
     }
 }
