@@ -251,6 +251,9 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
             let mut notes = Vec::new();
             if s.loadgen_bound {
                 notes.push("**load-generator bound**".to_string());
+            } else if matches!((s.server_util, s.load_util), (Some(a), Some(b)) if a.median < 0.5 && b.median < 0.5)
+            {
+                notes.push("neither CPU saturated (waits, not CPU, set the pace)".to_string());
             }
             if s.noisy_runs > 0 {
                 notes.push(format!("{} of {} runs noisy", s.noisy_runs, s.total_runs));
@@ -480,4 +483,131 @@ fn losses(summaries: &[Summary]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contender::catalog;
+    use crate::load::{Latency, LoadResult};
+    use crate::results::{RunKind, RunRecord};
+
+    fn run(name: &str, round: usize, rps: f64, cpu_s: f64, load_cpu_s: f64) -> RunRecord {
+        RunRecord {
+            contender: name.into(),
+            round,
+            kind: RunKind::Peak,
+            client: "ringfast-load".into(),
+            fraction: None,
+            target_rps: None,
+            result: Some(LoadResult {
+                requests: (rps * 2.0) as u64,
+                errors: 0,
+                rps,
+                duration_s: 2.0,
+                latency_us: Latency {
+                    mean: 100.0,
+                    p50: 90.0,
+                    p90: 150.0,
+                    p99: 300.0,
+                    p99_9: 500.0,
+                    max: 900.0,
+                },
+            }),
+            error: None,
+            window_s: 1.0,
+            server_cpu_s: cpu_s,
+            load_cpu_s,
+            foreign_cpu_s: 0.0,
+            foreign_top: vec![],
+            server_procs: 1,
+            pss_kib: Some(2048),
+            rss_kib: Some(4096),
+            noisy: false,
+        }
+    }
+
+    #[test]
+    fn report_files_ratios_and_losses() {
+        let names = [
+            "floor fcgi tcp",
+            "ringfast fcgi tcp",
+            "ringfast fcgi tcp metrics-off",
+        ];
+        let contenders: Vec<_> = catalog()
+            .into_iter()
+            .filter(|c| names.contains(&c.name.as_str()))
+            .collect();
+        let mut runs = Vec::new();
+        for round in 0..3 {
+            runs.push(run("floor fcgi tcp", round, 100_000.0, 0.5, 0.99));
+            runs.push(run(
+                "ringfast fcgi tcp",
+                round,
+                50_000.0 + round as f64,
+                0.95,
+                0.7,
+            ));
+            runs.push(run(
+                "ringfast fcgi tcp metrics-off",
+                round,
+                60_000.0,
+                0.95,
+                0.8,
+            ));
+        }
+        let mut open = run("ringfast fcgi tcp", 0, 25_000.0, 0.4, 0.3);
+        open.kind = RunKind::Open;
+        open.fraction = Some(0.5);
+        open.target_rps = Some(25_000.0);
+        runs.push(open);
+        let raw = RawResults {
+            plan: serde_json::json!({"quick": false, "duration": 1.5, "rounds": 3, "pin": true,
+                                     "noisy_share": 0.05, "connections": 32, "fractions": [0.5],
+                                     "py_procs": 2, "py_threads": 4, "warmup": 0.5}),
+            env: vec![("kernel".into(), "6.18".into())],
+            contenders,
+            runs,
+            skipped: vec![],
+            failures: vec![],
+            busy_at_start: Some("a busy machine".into()),
+            notes: vec![],
+            elapsed_s: 10.0,
+        };
+        let dir = std::env::temp_dir().join(format!("bench-report-test-{}", std::process::id()));
+        write(&dir, &raw).unwrap();
+        let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+        for f in [
+            "results.json",
+            "throughput.svg",
+            "cpu.svg",
+            "latency-direct.svg",
+        ] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(md.contains("**NOISY RUN.**"), "{md}");
+        // The floor is load-generator bound (loadgen 99%, server 50%).
+        assert!(
+            md.contains("| floor fcgi tcp | 100,000 (100,000–100,000) | 1.000 |"),
+            "{md}"
+        );
+        assert!(md.contains("**load-generator bound**"));
+        // ringfast: median 50,001 over 3 rounds, ratio 0.500 to the floor, 19.00 µs/req.
+        assert!(
+            md.contains("| **ringfast fcgi tcp** | 50,001 (50,000–50,002) | 0.500 |"),
+            "{md}"
+        );
+        assert!(md.contains("**ringfast fcgi tcp** (50,001 req/s, 19.00 µs/req) loses to floor fcgi tcp (the floor)"), "{md}");
+        // Metrics on against off: 19.00 against 15.83 µs.
+        assert!(
+            md.contains("| ringfast fcgi tcp | 19.00 | 15.83 | +20.0% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ringfast fcgi tcp | 50% | 25,000 | 25,000 |"),
+            "{md}"
+        );
+        assert!(md.contains(REGENERATE));
+    }
 }
