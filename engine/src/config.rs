@@ -148,6 +148,15 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
 
+    /// Run in the background once the listeners are bound (flup's daemonize): new session, no
+    /// terminal, log to --log-file (else discarded), pidfile rewritten with the daemon's pid.
+    #[arg(long)]
+    pub daemonize: bool,
+
+    /// Append the log (stdout and stderr) to FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
     /// File mode creation mask (octal), applied at start: it governs the files the application
     /// creates. Unix sockets get --socket-mode regardless.
     #[arg(long, value_name = "MASK", value_parser = parse_mode)]

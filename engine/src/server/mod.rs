@@ -9,6 +9,7 @@
 mod ajp;
 mod conn;
 mod control;
+pub mod daemon;
 mod dispatch;
 mod fcgi;
 mod listener;
@@ -179,6 +180,26 @@ impl Server {
             metrics,
             child: None,
         })
+    }
+
+    /// With `--daemonize`, forks into the background (see [`daemon`]): returns
+    /// [`daemon::Daemonized::Parent`] in the original process, which should exit, and
+    /// [`daemon::Daemonized::Daemon`] in the daemon, whose pidfile now holds its own pid.
+    /// Without the option, returns `Daemon` at once. Call right after [`bind`](Server::bind).
+    pub fn daemonize(&mut self) -> Result<daemon::Daemonized, ServerError> {
+        if !self.config.daemonize {
+            return Ok(daemon::Daemonized::Daemon);
+        }
+        let forked = daemon::daemonize(self.config.log_file.as_deref())
+            .map_err(|source| ServerError::Worker { index: 0, source })?;
+        if forked == daemon::Daemonized::Daemon {
+            if let Some(path) = &self.config.pidfile {
+                if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot rewrite the pidfile");
+                }
+            }
+        }
+        Ok(forked)
     }
 
     /// With `--processes N` (N > 1), `--max-requests` or `--touch-reload`, forks the worker
