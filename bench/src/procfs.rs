@@ -172,6 +172,18 @@ pub fn kib_field(text: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
+/// Ticks the hypervisor took from this machine's CPUs (`steal` of the `cpu` line of /proc/stat):
+/// a noisy neighbour outside the machine, invisible in the process list.
+pub fn steal_ticks() -> Option<u64> {
+    parse_steal(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The steal field (the 8th value) of the aggregate `cpu` line.
+pub fn parse_steal(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> Option<f64> {
     fs::read_to_string("/proc/loadavg")
@@ -258,6 +270,15 @@ mod tests {
         let (t, top) = foreign_ticks(&before, &after, &HashSet::from([10]));
         assert_eq!(t, 39);
         assert_eq!(top[0], ("p20".to_string(), 30));
+    }
+
+    #[test]
+    fn steal_from_proc_stat() {
+        let stat =
+            "cpu  579775 14572 142878 255058 4383 0 12628 3569 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_steal(stat), Some(3569));
+        assert_eq!(parse_steal("intr 1 2"), None);
+        assert!(steal_ticks().is_some());
     }
 
     #[test]

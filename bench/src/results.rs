@@ -43,6 +43,9 @@ pub struct RunRecord {
     pub load_cpu_s: f64,
     /// CPU seconds of every other process (kernel threads aside) in the window.
     pub foreign_cpu_s: f64,
+    /// CPU seconds the hypervisor stole from the machine (all CPUs) in the window.
+    #[serde(default)]
+    pub steal_s: f64,
     /// The biggest foreign consumers (command, CPU seconds).
     pub foreign_top: Vec<(String, f64)>,
     /// Processes of the contender.
@@ -51,7 +54,7 @@ pub struct RunRecord {
     pub pss_kib: Option<u64>,
     /// Resident set size summed over its processes, KiB.
     pub rss_kib: Option<u64>,
-    /// Foreign CPU above the threshold: the machine was not quiet.
+    /// Foreign CPU plus steal above the threshold: the machine was not quiet.
     pub noisy: bool,
 }
 

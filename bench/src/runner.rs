@@ -218,10 +218,12 @@ impl Bench<'_> {
         let load = LoadRun::start(kind, &program, &spec, dir, self.pin.load.as_deref())?;
         let load_pid = load.pid();
         sleep(Duration::from_secs_f64(lead));
+        let steal_a = procfs::steal_ticks();
         let a = procfs::snapshot();
         let t0 = Instant::now();
         sleep(Duration::from_secs_f64(window));
         let b = procfs::snapshot();
+        let steal_b = procfs::steal_ticks();
         let window_s = t0.elapsed().as_secs_f64();
 
         let roots = running.roots();
@@ -243,7 +245,11 @@ impl Bench<'_> {
             (None, None)
         };
         let outcome = load.finish();
-        let noisy = foreign_cpu_s > plan.noisy_share * window_s * procfs::cpus() as f64;
+        let steal_s = match (steal_a, steal_b) {
+            (Some(x), Some(y)) => y.saturating_sub(x) as f64 / tck,
+            _ => 0.0,
+        };
+        let noisy = foreign_cpu_s + steal_s > plan.noisy_share * window_s * procfs::cpus() as f64;
         let (result, error) = match outcome {
             Ok(r) => {
                 let err = if r.requests == 0 {
@@ -274,6 +280,7 @@ impl Bench<'_> {
             server_cpu_s,
             load_cpu_s,
             foreign_cpu_s,
+            steal_s,
             foreign_top: top.into_iter().map(|(c, t)| (c, t as f64 / tck)).collect(),
             server_procs: server.len(),
             pss_kib: pss,

@@ -184,7 +184,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
     if raw.busy_at_start.is_some() || noisy_runs > 0 {
         let _ = writeln!(
             m,
-            "> **NOISY RUN.** The machine was not quiet: {}{} of {total_runs} load runs saw other processes use more than {:.0}% of the machine's CPU. Absolute figures are depressed; compare ratios within a round, and rerun on a quiet machine.\n",
+            "> **NOISY RUN.** The machine was not quiet: {}{} of {total_runs} load runs saw other processes (or the hypervisor's steal) take more than {:.0}% of the machine's CPU. Absolute figures are depressed; compare ratios within a round, and rerun on a quiet machine.\n",
             raw.busy_at_start
                 .as_ref()
                 .map(|b| format!("before the start, {b}; "))
@@ -215,7 +215,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
          - {} rounds; each round runs every contender once, in an order rotated from round to round, so slow drifts of the machine spread over all contenders. Tables give the median over rounds, with the min–max range when there are several.\n\
          - CPU per request: utime+stime from /proc/PID/stat of every process of the contender (the group leaders, their process groups and descendants; nginx included when in the path), over a sampling window inside the measured window, divided by the requests in that window. Memory: proportional set size (PSS) of those processes after the peak run.\n\
          - Ratios are computed within a round, then the median taken: peak req/s and CPU per request against the floor (the C epoll responder over the same path: direct over the same transport, or `nginx > floor fcgi unix` behind nginx), and peak req/s against `nginx return 200` for the HTTP rows (behind nginx, and the HTTP servers: nginx's `return 200` is the most this rig drives over HTTP).\n\
-         - A run is **noisy** when other processes (not the contender, the load generator or kernel threads) used more than {:.0}% of the machine's CPU during its window. A peak is **load-generator bound** when the load generator's CPU was at 90% or more while the server side's was below 90%: the server could have gone faster, so the figure is a lower bound.\n",
+         - A run is **noisy** when other processes (not the contender, the load generator or kernel threads) plus the hypervisor's steal time took more than {:.0}% of the machine's CPU during its window. A peak is **load-generator bound** when the load generator's CPU was at 90% or more while the server side's was below 90%: the server could have gone faster, so the figure is a lower bound.\n",
         if plan["pin"].as_bool().unwrap_or(false) {
             "server side (the backend and nginx when in the path) on CPU 0, load generator on CPU 1 (`taskset`)."
         } else {
@@ -519,6 +519,7 @@ mod tests {
             server_cpu_s: cpu_s,
             load_cpu_s,
             foreign_cpu_s: 0.0,
+            steal_s: 0.0,
             foreign_top: vec![],
             server_procs: 1,
             pss_kib: Some(2048),
