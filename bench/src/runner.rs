@@ -44,17 +44,23 @@ impl Pinning {
     }
 }
 
-/// Share of all CPUs used by foreign processes during `secs`.
+/// Share of all CPUs used by foreign processes and stolen by the hypervisor during `secs`, and
+/// the biggest consumers (`steal` among them when the hypervisor took time).
 pub fn foreign_share(secs: f64) -> (f64, Vec<(String, f64)>) {
     let me: HashSet<i32> = HashSet::from([std::process::id() as i32]);
+    let steal_a = procfs::steal_ticks().unwrap_or(0);
     let a = procfs::snapshot();
     let t0 = Instant::now();
     sleep(Duration::from_secs_f64(secs));
     let b = procfs::snapshot();
+    let steal = procfs::steal_ticks().unwrap_or(0).saturating_sub(steal_a);
     let dt = t0.elapsed().as_secs_f64();
-    let (ticks, top) = procfs::foreign_ticks(&a, &b, &me);
+    let (ticks, mut top) = procfs::foreign_ticks(&a, &b, &me);
+    if steal > 0 {
+        top.insert(0, ("(hypervisor steal)".to_string(), steal));
+    }
     let tck = procfs::clk_tck();
-    let share = ticks as f64 / tck / (dt * procfs::cpus() as f64);
+    let share = (ticks + steal) as f64 / tck / (dt * procfs::cpus() as f64);
     (
         share,
         top.into_iter().map(|(c, t)| (c, t as f64 / tck)).collect(),
