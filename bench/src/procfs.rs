@@ -184,6 +184,32 @@ pub fn parse_steal(stat: &str) -> Option<u64> {
     line.split_whitespace().nth(8)?.parse().ok()
 }
 
+/// The distinct `Cpus_allowed_list` values of every thread of `pids` (checks the pinning).
+pub fn allowed_cpus(pids: &HashSet<i32>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for pid in pids {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(text) = fs::read_to_string(t.path().join("status")) else {
+                continue;
+            };
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_string())
+            {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> Option<f64> {
     fs::read_to_string("/proc/loadavg")
@@ -279,6 +305,12 @@ mod tests {
         assert_eq!(parse_steal(stat), Some(3569));
         assert_eq!(parse_steal("intr 1 2"), None);
         assert!(steal_ticks().is_some());
+    }
+
+    #[test]
+    fn allowed_cpus_of_our_threads() {
+        let cpus = allowed_cpus(&HashSet::from([std::process::id() as i32]));
+        assert!(!cpus.is_empty());
     }
 
     #[test]

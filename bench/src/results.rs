@@ -50,6 +50,9 @@ pub struct RunRecord {
     pub foreign_top: Vec<(String, f64)>,
     /// Processes of the contender.
     pub server_procs: usize,
+    /// The distinct CPU affinities of every thread of the contender (peak runs).
+    #[serde(default)]
+    pub server_cpus: Vec<String>,
     /// Proportional set size of the contender after the peak run, KiB.
     pub pss_kib: Option<u64>,
     /// Resident set size summed over its processes, KiB.

@@ -244,11 +244,11 @@ impl Bench<'_> {
         let load_cpu_s = delta(&a, &b, &load_set) as f64 / tck;
         let (foreign, top) = procfs::foreign_ticks(&a, &b, &ours);
         let foreign_cpu_s = foreign as f64 / tck;
-        let (pss, rss) = if memory {
+        let (pss, rss, server_cpus) = if memory {
             let (p, r) = procfs::memory_kib(&server);
-            (Some(p), Some(r))
+            (Some(p), Some(r), procfs::allowed_cpus(&server))
         } else {
-            (None, None)
+            (None, None, Vec::new())
         };
         let outcome = load.finish();
         let steal_s = match (steal_a, steal_b) {
@@ -289,6 +289,7 @@ impl Bench<'_> {
             steal_s,
             foreign_top: top.into_iter().map(|(c, t)| (c, t as f64 / tck)).collect(),
             server_procs: server.len(),
+            server_cpus,
             pss_kib: pss,
             rss_kib: rss,
             noisy,

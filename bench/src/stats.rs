@@ -97,6 +97,8 @@ pub struct Summary {
     pub ratio_ceiling: Option<Spread>,
     /// PSS after the peak run, MiB.
     pub pss_mib: Option<Spread>,
+    /// RSS summed over the processes after the peak run, MiB.
+    pub rss_mib: Option<Spread>,
     /// Processes of the contender.
     pub procs: usize,
     /// The peak was set by the load generator: its CPU at least 90% while the server's below.
@@ -213,6 +215,7 @@ pub fn summarize(raw: &RawResults) -> Vec<Summary> {
                     None
                 },
                 pss_mib: Spread::of(peaks.iter().filter_map(|r| r.pss_kib.map(|k| k as f64 / 1024.0))),
+                rss_mib: Spread::of(peaks.iter().filter_map(|r| r.rss_kib.map(|k| k as f64 / 1024.0))),
                 procs: peaks.iter().map(|r| r.server_procs).max().unwrap_or(0),
                 loadgen_bound,
                 noisy_runs: all.iter().filter(|r| r.noisy).count(),

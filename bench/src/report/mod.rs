@@ -233,6 +233,24 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         plan["noisy_share"].as_f64().unwrap_or(0.05) * 100.0,
     );
 
+    let mut affinities: Vec<String> = raw
+        .runs
+        .iter()
+        .flat_map(|r| r.server_cpus.iter().cloned())
+        .collect();
+    affinities.sort();
+    affinities.dedup();
+    if !affinities.is_empty() {
+        let _ = writeln!(
+            m,
+            "Pinning check: the CPU affinity of every thread of every contender, read from /proc at each peak, was {}.\n",
+            affinities
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(m, "## Results at the peak (closed loop)\n");
     for group in GROUPS {
         let rows: Vec<&Summary> = summaries
@@ -245,7 +263,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         let _ = writeln!(m, "### {}\n", group.title());
         let _ = writeln!(
             m,
-            "| contender | peak req/s | vs floor | vs nginx ceiling | server CPU µs/req | CPU vs floor | p50 | p99 | server CPU | loadgen CPU | PSS MiB (procs) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "| contender | peak req/s | vs floor | vs nginx ceiling | server CPU µs/req | CPU vs floor | p50 | p99 | server CPU | loadgen CPU | PSS / RSS MiB (procs) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for s in rows {
             let mut notes = Vec::new();
@@ -522,6 +540,7 @@ mod tests {
             steal_s: 0.0,
             foreign_top: vec![],
             server_procs: 1,
+            server_cpus: vec!["0".into()],
             pss_kib: Some(2048),
             rss_kib: Some(4096),
             noisy: false,
