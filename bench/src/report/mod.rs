@@ -269,7 +269,8 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
             let mut notes = Vec::new();
             if s.loadgen_bound {
                 notes.push("**load-generator bound**".to_string());
-            } else if matches!((s.server_util, s.load_util), (Some(a), Some(b)) if a.median < 0.5 && b.median < 0.5)
+            } else if s.noisy_runs == 0
+                && matches!((s.server_util, s.load_util), (Some(a), Some(b)) if a.median < 0.5 && b.median < 0.5)
             {
                 notes.push("neither CPU saturated (waits, not CPU, set the pace)".to_string());
             }
@@ -299,8 +300,11 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
                 opt(&s.p99, us),
                 pct(&s.server_util),
                 pct(&s.load_util),
-                s.pss_mib
-                    .map_or_else(|| "–".into(), |p| format!("{:.1} ({})", p.median, s.procs)),
+                match (s.pss_mib, s.rss_mib) {
+                    (Some(p), Some(r)) =>
+                        format!("{:.1} / {:.1} ({})", p.median, r.median, s.procs),
+                    _ => "–".into(),
+                },
                 notes.join("; ")
             );
         }
