@@ -1,0 +1,206 @@
+//! Draws a [`Dashboard`] on a ratatui frame. Pure: the same dashboard and area always draw
+//! the same cells, so tests render into a `TestBackend` and read the buffer.
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Bar, BarChart, BarGroup, Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table,
+    TableState, Tabs, Wrap,
+};
+use ratatui::Frame;
+
+use crate::view::{Dashboard, Level};
+
+fn level_style(level: Level) -> Style {
+    match level {
+        Level::Good => Style::default().fg(Color::Green),
+        Level::Warn => Style::default().fg(Color::Yellow),
+        Level::Bad => Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, dash: &Dashboard) {
+    let area = frame.area();
+    let header_height = 2 + 2 + u16::from(dash.header.note.is_some());
+    let tabs_height = u16::from(!dash.tabs.is_empty());
+    let table_height = (dash.table.rows.len() as u16 + 3).max(4);
+    let fixed = tabs_height + header_height + 1;
+    let table_height = table_height.min(area.height.saturating_sub(fixed + 8).max(4));
+    let chunks = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(tabs_height),
+            Constraint::Length(header_height),
+            Constraint::Length(table_height),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .split(area);
+    if !dash.tabs.is_empty() {
+        draw_tabs(frame, chunks[0], dash);
+    }
+    draw_header(frame, chunks[1], dash);
+    draw_table(frame, chunks[2], dash);
+    let bottom = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(60), Constraint::Percentage(40)])
+        .split(chunks[3]);
+    draw_histogram(frame, bottom[0], dash);
+    draw_sparkline(frame, bottom[1], dash);
+    frame.render_widget(
+        Paragraph::new(dash.footer.as_str()).style(Style::default().add_modifier(Modifier::DIM)),
+        chunks[4],
+    );
+    if let Some(help) = &dash.help {
+        draw_help(frame, area, help);
+    }
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+    let tabs = Tabs::new(dash.tabs.iter().map(|t| Line::from(t.as_str())))
+        .select(dash.tab)
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    frame.render_widget(tabs, area);
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+    let header = &dash.header;
+    let mut fields = Vec::new();
+    for (i, (label, value)) in header.fields.iter().enumerate() {
+        if i > 0 {
+            fields.push(Span::raw("   "));
+        }
+        fields.push(Span::styled(
+            format!("{label} "),
+            Style::default().add_modifier(Modifier::DIM),
+        ));
+        fields.push(Span::styled(
+            value.as_str(),
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+    }
+    let (level, status) = &header.status;
+    let mut lines = vec![
+        Line::from(fields),
+        Line::from(Span::styled(status.as_str(), level_style(*level))),
+    ];
+    if let Some(note) = &header.note {
+        lines.push(Line::from(Span::styled(
+            note.as_str(),
+            Style::default().fg(Color::Yellow),
+        )));
+    }
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(level_style(*level))
+        .title(format!(" ringfast-top · {} ", header.title));
+    frame.render_widget(
+        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+    let table = &dash.table;
+    let last = table.rows.len().saturating_sub(1);
+    let rows = table.rows.iter().enumerate().map(|(i, row)| {
+        let cells = row.cells.iter().map(|c| Cell::from(c.as_str()));
+        let style = if i == last {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        Row::new(cells).style(style)
+    });
+    let mut widths = vec![Constraint::Length(22)];
+    widths.extend(std::iter::repeat_n(Constraint::Length(10), 7));
+    let widget = Table::new(rows, widths)
+        .header(
+            Row::new(table.headings.iter().map(|h| Cell::from(h.as_str())))
+                .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
+        )
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ")
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(table.title.as_str()),
+        );
+    let mut state = TableState::default();
+    if !table.rows.is_empty() {
+        state.select(Some(table.selected));
+    }
+    frame.render_stateful_widget(widget, area, &mut state);
+}
+
+fn draw_histogram(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+    let hist = &dash.histogram;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(hist.title.as_str());
+    if hist.bars.is_empty() {
+        frame.render_widget(
+            Paragraph::new("nothing observed in this window").block(block),
+            area,
+        );
+        return;
+    }
+    let inner = area.width.saturating_sub(2);
+    let n = hist.bars.len() as u16;
+    let bar_width = (inner.saturating_sub(n) / n.max(1)).clamp(1, 9);
+    let bars: Vec<Bar> = hist
+        .bars
+        .iter()
+        .map(|(label, count)| Bar::with_label(label.as_str(), *count))
+        .collect();
+    let chart = BarChart::default()
+        .block(block)
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(bar_width)
+        .bar_gap(1)
+        .bar_style(Style::default().fg(Color::Cyan));
+    frame.render_widget(chart, area);
+}
+
+fn draw_sparkline(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+    let spark = &dash.sparkline;
+    let inner = usize::from(area.width.saturating_sub(2));
+    let start = spark.points.len().saturating_sub(inner);
+    // Sparklines draw integers: hundredths of a request per second keep low rates visible.
+    let data: Vec<u64> = spark.points[start..]
+        .iter()
+        .map(|r| (r * 100.0).round().max(0.0) as u64)
+        .collect();
+    let widget = Sparkline::default()
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(spark.title.as_str()),
+        )
+        .data(&data)
+        .style(Style::default().fg(Color::Green));
+    frame.render_widget(widget, area);
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, help: &[(String, String)]) {
+    let width = area.width.min(76);
+    let height = (help.len() as u16 + 4).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let rows = help
+        .iter()
+        .map(|(keys, what)| Row::new([Cell::from(keys.as_str()), Cell::from(what.as_str())]));
+    let table = Table::new(rows, [Constraint::Length(18), Constraint::Min(10)]).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(" keys (? or Esc to close) "),
+    );
+    frame.render_widget(Clear, popup);
+    frame.render_widget(table, popup);
+}
