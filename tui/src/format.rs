@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn figures() {
-        assert_eq!(rate(3.14159), "3.14");
+        assert_eq!(rate(4.256), "4.26");
         assert_eq!(rate(123.45), "123.5");
         assert_eq!(rate(12345.6), "12346");
         assert_eq!(rate(f64::NAN), "-");

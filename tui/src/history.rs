@@ -126,8 +126,8 @@ impl History {
     }
 
     /// Requests per second of `selection` between each pair of consecutive scrapes, oldest
-    /// first, with the time each ends at.
-    pub fn rps_series(&self, selection: Selection) -> Vec<(Instant, f64)> {
+    /// first, each with the length of time it covers.
+    pub fn rps_series(&self, selection: Selection) -> Vec<(Duration, f64)> {
         let total = |s: &Scrape| match selection {
             Selection::All => Some(s.snapshot.total().requests_total()),
             Selection::Worker(id) => s.snapshot.workers.get(&id).map(|w| w.requests_total()),
@@ -137,8 +137,9 @@ impl History {
             .zip(self.scrapes.iter().skip(1))
             .filter_map(|(a, b)| {
                 let increase = total(b)? - total(a)?;
-                let rate = per_second(increase, b.at.duration_since(a.at).as_secs_f64())?;
-                Some((b.at, rate.max(0.0)))
+                let span = b.at.duration_since(a.at);
+                let rate = per_second(increase, span.as_secs_f64())?;
+                Some((span, rate.max(0.0)))
             })
             .collect()
     }
@@ -199,7 +200,9 @@ mod tests {
         assert_eq!(start.at, base);
         let series = h.rps_series(Selection::All);
         assert_eq!(series.len(), 30);
-        assert!(series.iter().all(|(_, r)| *r == 20.0));
+        assert!(series
+            .iter()
+            .all(|(d, r)| *r == 20.0 && *d == Duration::from_secs(1)));
     }
 
     #[test]

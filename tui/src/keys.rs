@@ -105,7 +105,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Up, Key::Char('k')],
         action: Action::Up,
-        help: "select the row above (the total row selects all workers)",
+        help: "select the row above (the \"all\" row: every worker)",
     },
     Binding {
         keys: &[Key::Down, Key::Char('j')],

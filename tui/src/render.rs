@@ -10,7 +10,15 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
+use std::time::Duration;
+
+use crate::format;
 use crate::view::{Dashboard, Level};
+
+/// A span rounded to whole seconds (at least one).
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs((d.as_secs_f64().round() as u64).max(1))
+}
 
 fn level_style(level: Level) -> Style {
     match level {
@@ -173,20 +181,22 @@ fn draw_sparkline(frame: &mut Frame, area: Rect, dash: &Dashboard) {
         .iter()
         .map(|r| (r * 100.0).round().max(0.0) as u64)
         .collect();
+    let shown = Duration::from_secs_f64(spark.point_seconds[start..].iter().sum::<f64>());
+    let title = if data.is_empty() {
+        format!("{} ", spark.title)
+    } else {
+        format!("{} over {} ", spark.title, format::span(round_secs(shown)))
+    };
     let widget = Sparkline::default()
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(spark.title.as_str()),
-        )
+        .block(Block::default().borders(Borders::ALL).title(title))
         .data(&data)
         .style(Style::default().fg(Color::Green));
     frame.render_widget(widget, area);
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, help: &[(String, String)]) {
-    let width = area.width.min(76);
-    let height = (help.len() as u16 + 4).min(area.height);
+    let width = area.width.min(80);
+    let height = (help.len() as u16 + 2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,

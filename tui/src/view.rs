@@ -75,6 +75,8 @@ pub struct Spark {
     pub title: String,
     /// Requests per second per scrape interval, oldest first.
     pub points: Vec<f64>,
+    /// Seconds each point covers (the time between its two scrapes).
+    pub point_seconds: Vec<f64>,
 }
 
 /// Everything on screen.
@@ -476,7 +478,8 @@ fn stale_note(model: &Model, now: Instant) -> String {
 
 fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str) -> (Bars, Spark) {
     // The histogram window and the rate series of the selection.
-    let (name, win, series): (String, Option<WorkerWindow>, Vec<f64>) = if model.on_all_tab() {
+    let (name, win, series): (String, Option<WorkerWindow>, Vec<(f64, f64)>) = if model.on_all_tab()
+    {
         match key {
             RowKey::Engine(i) => {
                 let engine = &model.engines[i];
@@ -488,7 +491,7 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str
             }
             _ => {
                 let mut sum: Option<WorkerWindow> = None;
-                let mut series: Vec<f64> = Vec::new();
+                let mut series: Vec<(f64, f64)> = Vec::new();
                 for engine in &model.engines {
                     if let Some(w) = engine.history.worker_window(window, Selection::All) {
                         sum.get_or_insert_with(WorkerWindow::default).add_rates(&w);
@@ -497,11 +500,11 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str
                     // Align on the newest point.
                     if mine.len() > series.len() {
                         let pad = mine.len() - series.len();
-                        series.splice(0..0, std::iter::repeat_n(0.0, pad));
+                        series.splice(0..0, mine[..pad].iter().map(|(d, _)| (*d, 0.0)));
                     }
                     let offset = series.len() - mine.len();
-                    for (slot, v) in series[offset..].iter_mut().zip(mine) {
-                        *slot += v;
+                    for (slot, (_, v)) in series[offset..].iter_mut().zip(mine) {
+                        slot.1 += v;
                     }
                 }
                 ("all engines".into(), sum, series)
@@ -551,28 +554,29 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str
             bars: Vec::new(),
         },
     };
-    let now_rate = series.last().copied();
+    let now_rate = series.last().map(|p| p.1);
     let max = series
         .iter()
-        .copied()
+        .map(|p| p.1)
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let sparkline = Spark {
         title: format!(
-            " req/s of {name}: now {}, max {} ",
+            " req/s now {}, max {}",
             now_rate.map(format::rate).unwrap_or_else(|| "-".into()),
             max.map(format::rate).unwrap_or_else(|| "-".into()),
         ),
-        points: series,
+        points: series.iter().map(|p| p.1).collect(),
+        point_seconds: series.iter().map(|p| p.0).collect(),
     };
     (histogram, sparkline)
 }
 
-fn rates(engine: &EngineState, selection: Selection) -> Vec<f64> {
+fn rates(engine: &EngineState, selection: Selection) -> Vec<(f64, f64)> {
     engine
         .history
         .rps_series(selection)
         .into_iter()
-        .map(|(_, r)| r)
+        .map(|(d, r)| (d.as_secs_f64(), r))
         .collect()
 }
 
