@@ -146,22 +146,22 @@ pub fn build(model: &Model, now: Instant) -> Dashboard {
         })
         .collect();
     let stale = stale_note(model, now);
+    let span = window_label(model, window);
     let table = Table {
         title: format!(
-            " {} over the last {}{} ",
+            " {} over the last {span}{stale} ",
             if model.on_all_tab() {
                 "engines"
             } else {
                 "workers"
             },
-            format::span(window),
-            stale
         ),
         headings,
         rows,
         selected,
     };
-    let (histogram, sparkline) = selection_views(model, selected_key, window, &selection_title);
+    let (histogram, sparkline) =
+        selection_views(model, selected_key, window, &span, &selection_title);
     Dashboard {
         tabs,
         tab: model.tab,
@@ -458,6 +458,29 @@ fn status_line(engine: &EngineState, interval: Duration, now: Instant) -> (Level
     }
 }
 
+/// The window as its titles say it: `10s`, or, while the history is shorter than the window,
+/// the time it does cover: `3.5s (10s window filling)`.
+fn window_label(model: &Model, window: Duration) -> String {
+    let engines: Vec<&EngineState> = if model.on_all_tab() {
+        model.engines.iter().collect()
+    } else {
+        model.engines.get(model.tab).into_iter().collect()
+    };
+    let covered = engines
+        .iter()
+        .filter_map(|e| e.history.window(window))
+        .map(|(start, end)| end.at.duration_since(start.at))
+        .max();
+    match covered {
+        Some(c) if c + model.interval / 2 < window => format!(
+            "{} ({} window filling)",
+            format::ago(c),
+            format::span(window)
+        ),
+        _ => format::span(window),
+    }
+}
+
 fn stale_note(model: &Model, now: Instant) -> String {
     if model.on_all_tab() {
         return String::new();
@@ -476,7 +499,13 @@ fn stale_note(model: &Model, now: Instant) -> String {
     }
 }
 
-fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str) -> (Bars, Spark) {
+fn selection_views(
+    model: &Model,
+    key: RowKey,
+    window: Duration,
+    span: &str,
+    tab_title: &str,
+) -> (Bars, Spark) {
     // The histogram window and the rate series of the selection.
     let (name, win, series): (String, Option<WorkerWindow>, Vec<(f64, f64)>) = if model.on_all_tab()
     {
@@ -526,7 +555,6 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, tab_title: &str
             engine.map(|e| rates(e, selection)).unwrap_or_default(),
         )
     };
-    let span = format::span(window);
     let histogram = match &win {
         Some(w) if w.durations.count > 0.0 || w.durations.total() > 0.0 => {
             let bounds = &w.durations.bounds;

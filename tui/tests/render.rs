@@ -413,3 +413,40 @@ fn the_text_snapshot_has_the_same_figures() {
         ["0", "100.0", "3", "4", "375µs", "498µs", "500µs", "10"]
     );
 }
+
+#[test]
+fn a_window_longer_than_the_history_says_what_it_covers() {
+    let base = Instant::now();
+    let mut model = Model::new(vec![target(9191)], Duration::from_secs(1));
+    let w = |n| {
+        page(
+            &[Worker {
+                ok: n,
+                failed: 0,
+                le: "0.0005",
+                in_flight: 0,
+                conns: 0,
+            }],
+            1.0,
+        )
+    };
+    model.on_scrape(event(0, base, 10.0, &w(0)));
+    let end = base + Duration::from_secs(2);
+    model.on_scrape(event(0, end, 12.0, &w(100)));
+    let dash = view::build(&model, end);
+    assert!(
+        dash.table
+            .title
+            .contains("over the last 2.0s (10s window filling)"),
+        "{}",
+        dash.table.title
+    );
+    assert!(
+        dash.histogram
+            .title
+            .contains("last 2.0s (10s window filling): 100 requests"),
+        "{}",
+        dash.histogram.title
+    );
+    assert_eq!(dash.table.rows[0].cells[1], "50.0");
+}
