@@ -114,12 +114,12 @@ pub fn build(model: &Model, now: Instant) -> Dashboard {
     } else {
         Vec::new()
     };
-    let (header, mut rows, selection_title) = if model.on_all_tab() {
-        all_tab(model, now, window)
+    let (header, mut rows) = if model.on_all_tab() {
+        all_tab(model, window)
     } else {
         match model.engines.get(model.tab) {
             Some(engine) => engine_tab(model, engine, now, window),
-            None => (empty_header(), Vec::new(), String::new()),
+            None => (empty_header(), Vec::new()),
         }
     };
     sort_rows(&mut rows, model.sort, model.reverse);
@@ -160,8 +160,7 @@ pub fn build(model: &Model, now: Instant) -> Dashboard {
         rows,
         selected,
     };
-    let (histogram, sparkline) =
-        selection_views(model, selected_key, window, &span, &selection_title);
+    let (histogram, sparkline) = selection_views(model, selected_key, window, &span);
     Dashboard {
         tabs,
         tab: model.tab,
@@ -260,7 +259,7 @@ fn engine_tab(
     engine: &EngineState,
     now: Instant,
     window: Duration,
-) -> (Header, Vec<Row>, String) {
+) -> (Header, Vec<Row>) {
     let history = &engine.history;
     let latest = history.latest();
     let total = history.worker_window(window, Selection::All);
@@ -345,10 +344,10 @@ fn engine_tab(
             (gauges.in_flight, gauges.connections_open),
         ));
     }
-    (header, rows, engine.target.authority.clone())
+    (header, rows)
 }
 
-fn all_tab(model: &Model, now: Instant, window: Duration) -> (Header, Vec<Row>, String) {
+fn all_tab(model: &Model, window: Duration) -> (Header, Vec<Row>) {
     let mut rows = Vec::new();
     let mut sum = WorkerWindow::default();
     let mut any_window = false;
@@ -396,7 +395,6 @@ fn all_tab(model: &Model, now: Instant, window: Duration) -> (Header, Vec<Row>, 
     if !down.is_empty() {
         status.push_str(&format!("; UNREACHABLE: {}", down.join(", ")));
     }
-    let _ = now;
     let header = Header {
         title: format!("all: {n} engines"),
         fields: vec![
@@ -421,7 +419,7 @@ fn all_tab(model: &Model, now: Instant, window: Duration) -> (Header, Vec<Row>, 
         status: (level, status),
         note: None,
     };
-    (header, rows, "all engines".into())
+    (header, rows)
 }
 
 fn status_line(engine: &EngineState, interval: Duration, now: Instant) -> (Level, String) {
@@ -499,13 +497,7 @@ fn stale_note(model: &Model, now: Instant) -> String {
     }
 }
 
-fn selection_views(
-    model: &Model,
-    key: RowKey,
-    window: Duration,
-    span: &str,
-    tab_title: &str,
-) -> (Bars, Spark) {
+fn selection_views(model: &Model, key: RowKey, window: Duration, span: &str) -> (Bars, Spark) {
     // The histogram window and the rate series of the selection.
     let (name, win, series): (String, Option<WorkerWindow>, Vec<(f64, f64)>) = if model.on_all_tab()
     {
@@ -547,7 +539,7 @@ fn selection_views(
         };
         let name = match selection {
             Selection::Worker(id) => format!("worker {id}"),
-            Selection::All => format!("all workers of {tab_title}"),
+            Selection::All => "all workers".to_owned(),
         };
         (
             name,
