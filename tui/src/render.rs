@@ -31,7 +31,8 @@ fn level_style(level: Level) -> Style {
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, dash: &Dashboard) {
     let area = frame.area();
-    let header_height = 2 + 2 + u16::from(dash.header.note.is_some());
+    let header = header_lines(dash, area.width.saturating_sub(2));
+    let header_height = header.len() as u16 + 2;
     let tabs_height = u16::from(!dash.tabs.is_empty());
     let table_height = (dash.table.rows.len() as u16 + 3).max(4);
     let fixed = tabs_height + header_height + 1;
@@ -49,7 +50,7 @@ pub fn draw(frame: &mut Frame, dash: &Dashboard) {
     if !dash.tabs.is_empty() {
         draw_tabs(frame, chunks[0], dash);
     }
-    draw_header(frame, chunks[1], dash);
+    draw_header(frame, chunks[1], dash, header);
     draw_table(frame, chunks[2], dash);
     let bottom = Layout::default()
         .direction(Direction::Horizontal)
@@ -73,36 +74,56 @@ fn draw_tabs(frame: &mut Frame, area: Rect, dash: &Dashboard) {
     frame.render_widget(tabs, area);
 }
 
-fn draw_header(frame: &mut Frame, area: Rect, dash: &Dashboard) {
+/// The header's lines for an inner width: the fields packed greedily into as few lines as fit,
+/// then the status, then the note.
+fn header_lines(dash: &Dashboard, width: u16) -> Vec<Line<'_>> {
     let header = &dash.header;
-    let mut fields = Vec::new();
-    for (i, (label, value)) in header.fields.iter().enumerate() {
-        if i > 0 {
-            fields.push(Span::raw("   "));
+    let width = usize::from(width.max(1));
+    let mut lines = Vec::new();
+    let mut current: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for (label, value) in &header.fields {
+        let len = label.chars().count() + 1 + value.chars().count();
+        if used > 0 && used + 3 + len > width {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
         }
-        fields.push(Span::styled(
+        if used > 0 {
+            current.push(Span::raw("   "));
+            used += 3;
+        }
+        current.push(Span::styled(
             format!("{label} "),
             Style::default().add_modifier(Modifier::DIM),
         ));
-        fields.push(Span::styled(
+        current.push(Span::styled(
             value.as_str(),
             Style::default().add_modifier(Modifier::BOLD),
         ));
+        used += len;
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
     }
     let (level, status) = &header.status;
-    let mut lines = vec![
-        Line::from(fields),
-        Line::from(Span::styled(status.as_str(), level_style(*level))),
-    ];
+    lines.push(Line::from(Span::styled(
+        status.as_str(),
+        level_style(*level),
+    )));
     if let Some(note) = &header.note {
         lines.push(Line::from(Span::styled(
             note.as_str(),
             Style::default().fg(Color::Yellow),
         )));
     }
+    lines
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, dash: &Dashboard, lines: Vec<Line>) {
+    let header = &dash.header;
     let block = Block::default()
         .borders(Borders::ALL)
-        .border_style(level_style(*level))
+        .border_style(level_style(header.status.0))
         .title(format!(" ringfast-top · {} ", header.title));
     frame.render_widget(
         Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),

@@ -450,3 +450,14 @@ fn a_window_longer_than_the_history_says_what_it_covers() {
     );
     assert_eq!(dash.table.rows[0].cells[1], "50.0");
 }
+
+#[test]
+fn a_narrow_terminal_wraps_the_header_and_keeps_the_status() {
+    let (model, now) = busy_model();
+    let lines = screen(&view::build(&model, now), 80, 30);
+    let all = lines.join("\n");
+    assert!(all.contains("version 0.1.0"), "{all}");
+    assert!(all.contains("mem 10.0 MiB"), "{all}");
+    assert!(all.contains("scrape ok 0.0s ago"), "{all}");
+    assert_eq!(row(&lines, "1")[1], "50.0");
+}
