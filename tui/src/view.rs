@@ -196,8 +196,8 @@ fn row(key: RowKey, name: String, window: Option<&WorkerWindow>, gauges: (f64, f
     let values = vec![
         None,
         window.map(WorkerWindow::rps),
-        Some(in_flight),
-        Some(conns),
+        Some(in_flight).filter(|v| v.is_finite()),
+        Some(conns).filter(|v| v.is_finite()),
         q(0.5),
         q(0.99),
         q(0.999),
@@ -354,12 +354,15 @@ fn all_tab(model: &Model, window: Duration) -> (Header, Vec<Row>) {
     let (mut in_flight, mut conns, mut mem, mut cpu) = (0.0, 0.0, 0.0, 0.0);
     let mut up = 0;
     for (i, engine) in model.engines.iter().enumerate() {
-        if matches!(engine.status, ScrapeStatus::Ok { .. }) {
-            up += 1;
-        }
-        let Some(latest) = engine.history.latest() else {
+        let name = engine.target.authority.clone();
+        let live = matches!(engine.status, ScrapeStatus::Ok { .. });
+        let latest = engine.history.latest();
+        let Some(latest) = latest.filter(|_| live) else {
+            // Down or not yet up: no figures, and none of its old ones in the sums.
+            rows.push(row(RowKey::Engine(i), name, None, (f64::NAN, f64::NAN)));
             continue;
         };
+        up += 1;
         let gauges = latest.snapshot.total();
         let win = engine.history.worker_window(window, Selection::All);
         if let Some(w) = &win {
@@ -372,7 +375,7 @@ fn all_tab(model: &Model, window: Duration) -> (Header, Vec<Row>) {
         cpu += engine.history.cpu_cores(window).unwrap_or(0.0);
         rows.push(row(
             RowKey::Engine(i),
-            engine.target.authority.clone(),
+            name,
             win.as_ref(),
             (gauges.in_flight, gauges.connections_open),
         ));
@@ -513,7 +516,11 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, span: &str) -> 
             _ => {
                 let mut sum: Option<WorkerWindow> = None;
                 let mut series: Vec<(f64, f64)> = Vec::new();
-                for engine in &model.engines {
+                let live = model
+                    .engines
+                    .iter()
+                    .filter(|e| matches!(e.status, ScrapeStatus::Ok { .. }));
+                for engine in live {
                     if let Some(w) = engine.history.worker_window(window, Selection::All) {
                         sum.get_or_insert_with(WorkerWindow::default).add_rates(&w);
                     }

@@ -384,6 +384,25 @@ fn several_engines_have_tabs_and_an_all_view() {
     assert_eq!(row(&lines, "127.0.0.1:9192")[1], "30.0");
     assert_eq!(row(&lines, "all")[..4], ["all", "40.0", "2", "2"]);
     assert!(all.contains("engine▼"), "{all}");
+
+    // One engine goes down: it is named, shows no figures, and leaves the sums.
+    let later = end + Duration::from_secs(1);
+    model.on_scrape(ScrapeEvent {
+        engine: 1,
+        at: later,
+        wall: 111.0,
+        result: Err(ScrapeError::Connect(
+            std::io::ErrorKind::ConnectionRefused.into(),
+        )),
+    });
+    let lines = screen(&view::build(&model, later), 140, 40);
+    let all = lines.join("\n");
+    assert!(
+        all.contains("1 of 2 engines up; UNREACHABLE: 127.0.0.1:9192"),
+        "{all}"
+    );
+    assert_eq!(row(&lines, "127.0.0.1:9192")[1..4], ["-", "-", "-"]);
+    assert_eq!(row(&lines, "all")[1], "10.0");
 }
 
 #[test]
