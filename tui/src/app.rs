@@ -62,6 +62,7 @@ pub fn run(
 /// engine (and of "all" with several), and says whether every engine answered both times.
 pub fn once(targets: &[Target], interval: Duration) -> (String, bool) {
     let mut model = Model::new(targets.to_vec(), interval);
+    model.retrying = false;
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut all_ok = true;
     for round in 0..2 {

@@ -193,6 +193,8 @@ pub struct Model {
     pub interval: Duration,
     /// Set by the quit keys.
     pub quit: bool,
+    /// Whether failed scrapes are retried (the live dashboard) or not (`--once`).
+    pub retrying: bool,
 }
 
 impl Model {
@@ -211,6 +213,7 @@ impl Model {
             show_help: false,
             interval,
             quit: false,
+            retrying: true,
         }
     }
 

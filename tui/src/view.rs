@@ -317,7 +317,7 @@ fn engine_tab(
     let header = Header {
         title: engine.target.url(),
         fields,
-        status: status_line(engine, model.interval, now),
+        status: status_line(engine, model, now),
         note: engine.last_reset.as_ref().map(|(at, why)| {
             format!(
                 "engine restarted {} ago ({why}): figures start over",
@@ -425,8 +425,8 @@ fn all_tab(model: &Model, window: Duration) -> (Header, Vec<Row>) {
     (header, rows)
 }
 
-fn status_line(engine: &EngineState, interval: Duration, now: Instant) -> (Level, String) {
-    let every = format::span(interval);
+fn status_line(engine: &EngineState, model: &Model, now: Instant) -> (Level, String) {
+    let every = format::span(model.interval);
     match &engine.status {
         ScrapeStatus::Waiting => (Level::Warn, format!("connecting (every {every})")),
         ScrapeStatus::Ok { at } => (
@@ -451,10 +451,12 @@ fn status_line(engine: &EngineState, interval: Duration, now: Instant) -> (Level
                 ),
                 None => "never reached".into(),
             };
-            (
-                Level::Bad,
-                format!("{what}: {error}; retrying every {every}; {last}"),
-            )
+            let retry = if model.retrying {
+                format!("retrying every {every}; ")
+            } else {
+                String::new()
+            };
+            (Level::Bad, format!("{what}: {error}; {retry}{last}"))
         }
     }
 }
