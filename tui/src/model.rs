@@ -243,25 +243,6 @@ impl Model {
         }
     }
 
-    /// The table's rows of the tab shown, in worker (or engine) order, without the total.
-    pub fn row_keys(&self) -> Vec<RowKey> {
-        if self.on_all_tab() {
-            (0..self.engines.len()).map(RowKey::Engine).collect()
-        } else {
-            self.engines
-                .get(self.tab)
-                .and_then(|e| e.history.latest())
-                .map(|s| {
-                    s.snapshot
-                        .workers
-                        .keys()
-                        .map(|w| RowKey::Worker(*w))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-    }
-
     /// The selected row of the tab shown.
     pub fn selected_row(&self) -> RowKey {
         self.selected
