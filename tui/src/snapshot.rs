@@ -25,6 +25,10 @@ pub mod names {
     pub const BUILD_INFO: &str = "ringfast_build_info";
     /// Gauge: worker threads started.
     pub const WORKERS: &str = "ringfast_workers";
+    /// Gauge (prefork only): worker processes ready.
+    pub const WORKER_PROCESSES: &str = "ringfast_worker_processes";
+    /// Counter (prefork only): worker processes replaced after dying.
+    pub const PROCESS_RESTARTS: &str = "ringfast_process_restarts_total";
     /// Counter: process CPU seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge: resident memory in bytes.
@@ -123,6 +127,10 @@ pub struct EngineSnapshot {
     pub build: Option<BuildInfo>,
     /// Worker threads started, when the page says.
     pub workers_started: Option<f64>,
+    /// Worker processes ready (prefork only).
+    pub worker_processes: Option<f64>,
+    /// Worker processes replaced after dying (prefork only).
+    pub process_restarts: Option<f64>,
     /// Per worker index.
     pub workers: BTreeMap<u32, WorkerSnapshot>,
     /// Process figures.
@@ -152,6 +160,8 @@ impl EngineSnapshot {
                     });
                 }
                 (names::WORKERS, _) => snap.workers_started = Some(s.value),
+                (names::WORKER_PROCESSES, _) => snap.worker_processes = Some(s.value),
+                (names::PROCESS_RESTARTS, _) => snap.process_restarts = Some(s.value),
                 (names::PROCESS_CPU_SECONDS, _) => snap.process.cpu_seconds = Some(s.value),
                 (names::PROCESS_RESIDENT_MEMORY, _) => snap.process.resident_bytes = Some(s.value),
                 (names::PROCESS_OPEN_FDS, _) => snap.process.open_fds = Some(s.value),

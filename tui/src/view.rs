@@ -283,6 +283,17 @@ fn engine_tab(
             fields.push(("up", format::uptime(Duration::from_secs_f64(up.max(0.0)))));
         }
         fields.push(("workers", snap.workers.len().to_string()));
+        if let Some(procs) = snap.worker_processes {
+            let restarts = snap.process_restarts.unwrap_or(0.0);
+            fields.push((
+                "processes",
+                format!(
+                    "{} ({} replaced)",
+                    format::count(procs),
+                    format::count(restarts)
+                ),
+            ));
+        }
         let gauges = snap.total();
         fields.push((
             "req/s",
@@ -320,7 +331,7 @@ fn engine_tab(
         status: status_line(engine, model, now),
         note: engine.last_reset.as_ref().map(|(at, why)| {
             format!(
-                "engine restarted {} ago ({why}): figures start over",
+                "restart seen {} ago ({why}): figures start over",
                 format::ago(now.saturating_duration_since(*at))
             )
         }),

@@ -293,13 +293,45 @@ fn a_restart_starts_over_instead_of_showing_nonsense() {
     model.on_scrape(event(0, later, 1111.0, &restarted));
     let lines = screen(&view::build(&model, later), 140, 40);
     let all = lines.join("\n");
-    assert!(
-        all.contains("engine restarted 0.0s ago (new process"),
-        "{all}"
-    );
+    assert!(all.contains("restart seen 0.0s ago (new process"), "{all}");
     // One scrape since the restart: no rate yet, never a negative one.
     assert_eq!(row(&lines, "0")[1], "-");
     assert!(!all.contains("-99"), "{all}");
+}
+
+#[test]
+fn a_replaced_worker_process_starts_the_figures_over() {
+    // Prefork: the page also says how many worker processes run and how many were replaced.
+    // A replaced process's workers count from 0 while the service's start time stays.
+    let (mut model, now) = busy_model();
+    let later = now + Duration::from_secs(1);
+    let mut replaced = page(
+        &[
+            Worker {
+                ok: 1500,
+                failed: 10,
+                le: "0.0005",
+                in_flight: 0,
+                conns: 0,
+            },
+            Worker {
+                ok: 2,
+                failed: 0,
+                le: "0.0025",
+                in_flight: 0,
+                conns: 0,
+            },
+        ],
+        1000.0,
+    );
+    replaced.push_str("ringfast_worker_processes 2\nringfast_process_restarts_total 1\n");
+    model.on_scrape(event(0, later, 1111.0, &replaced));
+    let all = screen(&view::build(&model, later), 140, 40).join("\n");
+    assert!(all.contains("processes 2 (1 replaced)"), "{all}");
+    assert!(
+        all.contains("restart seen 0.0s ago (requests of worker 1 went down)"),
+        "{all}"
+    );
 }
 
 #[test]
