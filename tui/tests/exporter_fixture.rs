@@ -1,11 +1,15 @@
 //! The parser against the engine's real exporter output: `fixtures/engine_metrics.txt` is the
 //! body of `GET /metrics` from `ringfast --workers 2 --app diag` with a FastCGI and an SCGI
-//! listener, after requests through `cgi-fcgi` (2xx, 3xx, 4xx, 5xx and slow ones) and SCGI.
+//! listener, after requests through `cgi-fcgi` (2xx, 3xx, 4xx, 5xx and slow ones) and SCGI;
+//! `fixtures/engine_metrics_prefork.txt` is the supervisor's merged page of `ringfast
+//! --processes 2 --workers 1 --app diag` after 30 requests, one worker process killed and
+//! replaced, then 20 requests and a 500.
 
 use tui::prom::{self, MetricType};
 use tui::snapshot::{names, EngineSnapshot};
 
 const PAGE: &str = include_str!("fixtures/engine_metrics.txt");
+const PREFORK_PAGE: &str = include_str!("fixtures/engine_metrics_prefork.txt");
 
 #[test]
 fn every_line_of_the_real_page_parses() {
@@ -49,7 +53,7 @@ fn the_snapshot_of_the_real_page_adds_up() {
     assert_eq!(snap.workers.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
     assert_eq!(snap.workers_started, Some(2.0));
     let build = snap.build.as_ref().expect("build info");
-    assert_eq!(build.io_backend, "tokio-uring");
+    assert!(build.io_backend.starts_with("tokio-uring"), "{build:?}");
     assert!(!build.version.is_empty());
     assert!(snap.process.start_time.unwrap() > 1.0e9);
     assert!(snap.process.resident_bytes.unwrap() > 0.0);
@@ -71,4 +75,23 @@ fn the_snapshot_of_the_real_page_adds_up() {
     // The 120 ms sleep is the slowest request: the total p99.9 lies in its bucket (0.1, 0.25].
     let p999 = total.duration.quantile(0.999).unwrap();
     assert!(p999 > 0.1 && p999 <= 0.25, "{p999}");
+}
+
+#[test]
+fn the_merged_prefork_page_parses_and_adds_up() {
+    let page = prom::parse(PREFORK_PAGE).expect("the supervisor's merged page parses");
+    let snap = EngineSnapshot::from_exposition(&page);
+    assert_eq!(snap.workers.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(snap.worker_processes, Some(2.0));
+    assert_eq!(snap.process_restarts, Some(1.0));
+    for (id, w) in &snap.workers {
+        assert_eq!(w.duration.count, w.requests_total(), "worker {id}");
+        assert_eq!(w.duration.total(), w.duration.count, "worker {id}");
+    }
+    // The replaced process's worker lost its first requests: 50 hello and the 500 were sent,
+    // the page counts what the live processes saw.
+    let total = snap.total();
+    assert_eq!(total.requests_total(), 36.0);
+    assert_eq!(total.requests_failed(), 1.0);
+    assert!(total.duration.quantile(0.5).unwrap() > 0.0);
 }
