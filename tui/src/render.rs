@@ -177,10 +177,10 @@ fn draw_histogram(frame: &mut Frame, area: Rect, dash: &Dashboard) {
         return;
     }
     let inner = area.width.saturating_sub(2);
-    let n = hist.bars.len() as u16;
+    let merged = fit_buckets(&hist.bars, inner);
+    let n = merged.len() as u16;
     let bar_width = (inner.saturating_sub(n) / n.max(1)).clamp(1, 9);
-    let bars: Vec<Bar> = hist
-        .bars
+    let bars: Vec<Bar> = merged
         .iter()
         .map(|(label, count)| Bar::with_label(label.as_str(), *count))
         .collect();
@@ -191,6 +191,28 @@ fn draw_histogram(frame: &mut Frame, area: Rect, dash: &Dashboard) {
         .bar_gap(1)
         .bar_style(Style::default().fg(Color::Cyan));
     frame.render_widget(chart, area);
+}
+
+/// Merges neighbouring buckets in pairs until every bar is as wide as its label, so labels are
+/// never cut: a merged bar keeps the upper bound of its upper bucket and the sum of the counts
+/// (exact for cumulative histograms: it is the histogram without every other bound).
+fn fit_buckets(bars: &[(String, u64)], width: u16) -> Vec<(String, u64)> {
+    let mut bars = bars.to_vec();
+    let label = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(1);
+    while bars.len() > 1 && bars.len() * (label + 1) > usize::from(width) {
+        let mut merged = Vec::with_capacity(bars.len().div_ceil(2));
+        // Pair from the top so the last (largest) bound keeps its own bar label.
+        let mut rest = bars.as_slice();
+        if rest.len() % 2 == 1 {
+            merged.push(rest[0].clone());
+            rest = &rest[1..];
+        }
+        for pair in rest.chunks(2) {
+            merged.push((pair[1].0.clone(), pair[0].1 + pair[1].1));
+        }
+        bars = merged;
+    }
+    bars
 }
 
 fn draw_sparkline(frame: &mut Frame, area: Rect, dash: &Dashboard) {
@@ -234,4 +256,26 @@ fn draw_help(frame: &mut Frame, area: Rect, help: &[(String, String)]) {
     );
     frame.render_widget(Clear, popup);
     frame.render_widget(table, popup);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_buckets;
+
+    #[test]
+    fn buckets_merge_in_pairs_until_labels_fit() {
+        let bars: Vec<(String, u64)> = ["25µ", "50µ", "75µ", "100µ", "150µ"]
+            .iter()
+            .zip(1..)
+            .map(|(l, c)| (l.to_string(), c))
+            .collect();
+        assert_eq!(fit_buckets(&bars, 25), bars);
+        let merged = fit_buckets(&bars, 20);
+        assert_eq!(
+            merged,
+            [("25µ".into(), 1), ("75µ".into(), 5), ("150µ".into(), 9)]
+        );
+        assert_eq!(fit_buckets(&bars, 1), [("150µ".to_string(), 15)]);
+        assert!(fit_buckets(&[], 10).is_empty());
+    }
 }

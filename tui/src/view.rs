@@ -577,7 +577,7 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, span: &str) -> 
             let to = (last + 1).min(counts.len().saturating_sub(1));
             Bars {
                 title: format!(
-                    " latency of {name}, last {span}: {} requests, mean {} ",
+                    " latency of {name}, {span}: {} req, mean {} ",
                     format::count(w.durations.total()),
                     w.durations
                         .mean()
@@ -590,7 +590,7 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, span: &str) -> 
             }
         }
         _ => Bars {
-            title: format!(" latency of {name}, last {span}: no requests "),
+            title: format!(" latency of {name}, {span}: no requests "),
             bars: Vec::new(),
         },
     };

@@ -201,7 +201,7 @@ fn workers_show_rates_latencies_and_errors() {
     assert_eq!(row(&lines, "all")[..4], ["all", "150.0", "4", "6"]);
     // The histogram of every worker: the two buckets, labelled by their bounds.
     assert!(
-        all.contains("latency of all workers, last 10s: 1500 requests"),
+        all.contains("latency of all workers, 10s: 1500 req, mean"),
         "{all}"
     );
     assert!(all.contains("500µ"), "{all}");
@@ -227,10 +227,7 @@ fn sorting_and_selection() {
     model.on_action(Action::Up, now, &keys);
     let lines = screen(&view::build(&model, now), 140, 40);
     let all = lines.join("\n");
-    assert!(
-        all.contains("latency of worker 0, last 10s: 1000 requests"),
-        "{all}"
-    );
+    assert!(all.contains("latency of worker 0, 10s: 1000 req"), "{all}");
     assert!(all.contains("▶ 0 "), "{all}");
     assert!(all.contains("sort p50"), "{all}");
 }
@@ -495,7 +492,7 @@ fn a_window_longer_than_the_history_says_what_it_covers() {
     assert!(
         dash.histogram
             .title
-            .contains("last 2.0s (10s window filling): 100 requests"),
+            .contains(" 2.0s (10s window filling): 100 req"),
         "{}",
         dash.histogram.title
     );
