@@ -28,8 +28,18 @@ pub enum Selection {
     Worker(u32),
 }
 
+/// Most scrapes kept per engine: memory stays bounded whatever the interval and the number of
+/// workers.
+pub const MAX_SCRAPES: usize = 1024;
+
+/// The newest scrapes, never thinned: the sparkline and the short windows see every scrape.
+pub const RECENT_SCRAPES: usize = 512;
+
 /// The scrapes of one engine, oldest first, spanning at most `retain` (plus one older scrape,
-/// so a window as long as `retain` has a start).
+/// so a window as long as `retain` has a start). Past [`MAX_SCRAPES`] the scrapes older than the
+/// newest [`RECENT_SCRAPES`] are thinned to an even spacing, so long windows keep a start at a
+/// coarser resolution (a window starts at the newest kept scrape at least its length back, and
+/// its rates divide by the time actually covered).
 #[derive(Debug, Clone)]
 pub struct History {
     scrapes: VecDeque<Scrape>,
@@ -62,7 +72,32 @@ impl History {
                 self.scrapes.pop_front();
             }
         }
+        if self.scrapes.len() > MAX_SCRAPES {
+            self.thin();
+        }
         reset
+    }
+
+    /// Drops older scrapes (all but the newest [`RECENT_SCRAPES`]) that follow the previous
+    /// kept one by less than `retain / (MAX_SCRAPES - RECENT_SCRAPES - 2)`: the older part then
+    /// holds evenly spread scrapes, and fewer than its share of [`MAX_SCRAPES`].
+    fn thin(&mut self) {
+        let slots = (MAX_SCRAPES - RECENT_SCRAPES - 2) as u32;
+        let spacing = self.retain / slots;
+        let old = self.scrapes.len().saturating_sub(RECENT_SCRAPES);
+        let mut last: Option<Instant> = None;
+        self.scrapes = std::mem::take(&mut self.scrapes)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                let keep = *i >= old || last.is_none_or(|l| s.at.duration_since(l) >= spacing);
+                if keep {
+                    last = Some(s.at);
+                }
+                keep
+            })
+            .map(|(_, s)| s)
+            .collect();
     }
 
     /// The newest scrape.
@@ -215,6 +250,35 @@ mod tests {
         assert!(h.len() <= 7, "{}", h.len());
         let (start, end) = h.window(Duration::from_secs(5)).unwrap();
         assert_eq!(end.at.duration_since(start.at), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_long_history_is_thinned_but_keeps_its_windows() {
+        let base = Instant::now();
+        let mut h = History::new(Duration::from_secs(3600));
+        for t in 0..5000 {
+            h.push(scrape(base, t, 10.0 * t as f64));
+        }
+        assert!(h.len() <= MAX_SCRAPES, "{}", h.len());
+        // Recent scrapes are all there: short windows are exact.
+        let (start, end) = h.window(Duration::from_secs(10)).unwrap();
+        assert_eq!(end.at.duration_since(start.at), Duration::from_secs(10));
+        // An hour back still has a start: the newest kept scrape at least an hour old, at most
+        // one thinned spacing (3600 s / 510) more, and the rate is right.
+        let (start, end) = h.window(Duration::from_secs(3600)).unwrap();
+        let span = end.at.duration_since(start.at);
+        assert!(
+            span >= Duration::from_secs(3600) && span <= Duration::from_secs(3608),
+            "{span:?}"
+        );
+        let w = h
+            .worker_window(Duration::from_secs(3600), Selection::All)
+            .unwrap();
+        assert!((w.rps() - 20.0).abs() < 1e-9, "{}", w.rps());
+        assert!(h
+            .rps_series(Selection::All)
+            .iter()
+            .all(|(_, r)| (*r - 20.0).abs() < 1e-9));
     }
 
     #[test]
