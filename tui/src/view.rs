@@ -568,7 +568,7 @@ fn selection_views(model: &Model, key: RowKey, window: Duration, span: &str) -> 
         )
     };
     let histogram = match &win {
-        Some(w) if w.durations.count > 0.0 || w.durations.total() > 0.0 => {
+        Some(w) if !w.durations.bounds.is_empty() && w.durations.total() > 0.0 => {
             let bounds = &w.durations.bounds;
             let counts = w.durations.per_bucket();
             let first = counts.iter().position(|c| *c > 0.0).unwrap_or(0);

@@ -509,3 +509,33 @@ fn a_narrow_terminal_wraps_the_header_and_keeps_the_status() {
     assert!(all.contains("scrape ok 0.0s ago"), "{all}");
     assert_eq!(row(&lines, "1")[1], "50.0");
 }
+
+#[test]
+fn pages_with_missing_series_show_dashes_not_panics() {
+    // Counters but no histogram buckets (only _sum and _count), then a page of something else.
+    let base = Instant::now();
+    let mut model = Model::new(vec![target(9191)], Duration::from_secs(1));
+    let partial = |n: u64| {
+        format!(
+            "ringfast_requests_total{{worker=\"0\",protocol=\"fastcgi\",status_class=\"2xx\"}} {n}\n\
+             ringfast_request_duration_seconds_sum{{worker=\"0\",protocol=\"fastcgi\"}} 1\n\
+             ringfast_request_duration_seconds_count{{worker=\"0\",protocol=\"fastcgi\"}} {n}\n"
+        )
+    };
+    model.on_scrape(event(0, base, 1.0, &partial(0)));
+    let end = base + Duration::from_secs(10);
+    model.on_scrape(event(0, end, 11.0, &partial(100)));
+    let lines = screen(&view::build(&model, end), 140, 40);
+    assert_eq!(
+        row(&lines, "0")[1..],
+        ["10.0", "0", "0", "-", "-", "-", "0"]
+    );
+    model.on_scrape(event(
+        0,
+        end + Duration::from_secs(1),
+        12.0,
+        "node_load1 0.5\n",
+    ));
+    let all = screen(&view::build(&model, end + Duration::from_secs(1)), 140, 40).join("\n");
+    assert!(all.contains("restart seen"), "{all}");
+}
