@@ -29,6 +29,10 @@ pub mod names {
     pub const WORKER_PROCESSES: &str = "ringfast_worker_processes";
     /// Counter (prefork only): worker processes replaced after dying.
     pub const PROCESS_RESTARTS: &str = "ringfast_process_restarts_total";
+    /// Counter (supervisor only): worker processes recycled after `--max-requests`.
+    pub const PROCESS_RECYCLES: &str = "ringfast_process_recycles_total";
+    /// Counter (supervisor only): reloads (`--touch-reload`, SIGHUP).
+    pub const RELOADS: &str = "ringfast_reloads_total";
     /// Counter: process CPU seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge: resident memory in bytes.
@@ -129,8 +133,12 @@ pub struct EngineSnapshot {
     pub workers_started: Option<f64>,
     /// Worker processes ready (prefork only).
     pub worker_processes: Option<f64>,
-    /// Worker processes replaced after dying (prefork only).
+    /// Worker processes replaced after dying (supervisor only).
     pub process_restarts: Option<f64>,
+    /// Worker processes recycled after `--max-requests` (supervisor only).
+    pub process_recycles: Option<f64>,
+    /// Reloads (supervisor only).
+    pub reloads: Option<f64>,
     /// Per worker index.
     pub workers: BTreeMap<u32, WorkerSnapshot>,
     /// Process figures.
@@ -162,6 +170,8 @@ impl EngineSnapshot {
                 (names::WORKERS, _) => snap.workers_started = Some(s.value),
                 (names::WORKER_PROCESSES, _) => snap.worker_processes = Some(s.value),
                 (names::PROCESS_RESTARTS, _) => snap.process_restarts = Some(s.value),
+                (names::PROCESS_RECYCLES, _) => snap.process_recycles = Some(s.value),
+                (names::RELOADS, _) => snap.reloads = Some(s.value),
                 (names::PROCESS_CPU_SECONDS, _) => snap.process.cpu_seconds = Some(s.value),
                 (names::PROCESS_RESIDENT_MEMORY, _) => snap.process.resident_bytes = Some(s.value),
                 (names::PROCESS_OPEN_FDS, _) => snap.process.open_fds = Some(s.value),
