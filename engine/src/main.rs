@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use engine::config::Config;
-use engine::server::{signals, Server};
+use engine::server::{signals, Forked, Server};
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
@@ -17,6 +17,16 @@ fn main() -> std::process::ExitCode {
     let (wsgi, processes) = (config.wsgi.clone(), config.processes);
     let server = match Server::bind(config) {
         Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // With --processes N, the supervisor stays here until it stops; each worker process goes on.
+    let server = match server.fork_processes() {
+        Ok(Forked::Serve(s)) => *s,
+        Ok(Forked::Exit(0)) => return std::process::ExitCode::SUCCESS,
+        Ok(Forked::Exit(_)) => return std::process::ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e}");
             return std::process::ExitCode::FAILURE;

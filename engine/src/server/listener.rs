@@ -31,6 +31,15 @@ impl Protocol {
             Protocol::Ajp => "ajp",
         }
     }
+
+    /// The I/O backend that drives this protocol's connections: FastCGI, the hot path, on
+    /// io_uring; SCGI and AJP13 on tokio's epoll reactor in the same worker threads.
+    pub fn backend(self) -> crate::io::Backend {
+        match self {
+            Protocol::FastCgi => crate::io::Backend::IoUring,
+            Protocol::Scgi | Protocol::Ajp => crate::io::Backend::Epoll,
+        }
+    }
 }
 
 /// A bound listening address, ready to be split among workers.

@@ -8,9 +8,11 @@
 
 mod ajp;
 mod conn;
+mod control;
 mod dispatch;
 mod fcgi;
 mod listener;
+mod prefork;
 mod scgi;
 mod shutdown;
 pub mod signals;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use listener::Protocol;
+pub use prefork::Forked;
 pub use shutdown::StopHandle;
 
 use crate::app::Handler;
@@ -100,6 +103,8 @@ pub struct Server {
     stop: StopHandle,
     /// The `/metrics` endpoint, bound; serving starts with [`run`](Server::run).
     metrics: Option<crate::metrics::Exporter>,
+    /// Set in a worker process forked by the prefork supervisor.
+    child: Option<prefork::ChildRole>,
 }
 
 impl Server {
@@ -137,7 +142,21 @@ impl Server {
             bound,
             stop: StopHandle::new(),
             metrics,
+            child: None,
         })
+    }
+
+    /// With `--processes N` (N > 1), forks N worker processes and supervises them: returns
+    /// [`Forked::Serve`] in each worker process, which then loads its application and calls
+    /// [`run`](Server::run), and [`Forked::Exit`] in the supervisor once it has stopped (see
+    /// `server/prefork.rs`). With one process, returns [`Forked::Serve`] at once, unchanged.
+    ///
+    /// Call it before any thread is started (signal handlers included): the supervisor forks.
+    pub fn fork_processes(self) -> Result<Forked, ServerError> {
+        if self.config.processes <= 1 {
+            return Ok(Forked::Serve(Box::new(self)));
+        }
+        prefork::supervise(self)
     }
 
     /// The bound addresses (with the real port where port 0 was asked for).
@@ -167,6 +186,7 @@ impl Server {
         let process_conns = Arc::new(AtomicUsize::new(0));
         let next_conn_id = Arc::new(AtomicU64::new(1));
         let make_handler = Arc::new(make_handler);
+        let child = self.child.take();
         let registry = match self.metrics.take() {
             Some(exporter) => {
                 let addr = exporter.local_addr().to_string();
@@ -176,11 +196,21 @@ impl Server {
                 registry.set_workers(workers);
                 Some(registry)
             }
+            // A worker process records; the supervisor serves the page.
+            None if child.as_ref().is_some_and(|c| c.metrics) => {
+                let registry = crate::metrics::Registry::new();
+                registry.set_workers(workers);
+                Some(registry)
+            }
             None => None,
         };
+        // Worker numbers are unique across worker processes (the `worker` label).
+        let first_worker = child.as_ref().map_or(0, |c| c.slot * workers);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for (p, b) in &self.bound {
-            tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
+        if child.is_none() {
+            for (p, b) in &self.bound {
+                tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
+            }
         }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
@@ -203,16 +233,17 @@ impl Server {
             let pin = self.config.pin;
             let done_tx = done_tx.clone();
             let metrics = registry.clone();
+            let number = first_worker + index;
             std::thread::Builder::new()
-                .name(format!("ringfast-w{index}"))
+                .name(format!("ringfast-w{number}"))
                 .spawn(move || {
                     if pin {
-                        pin_to_cpu(index % cpus);
+                        pin_to_cpu(number % cpus);
                     }
                     let (limits, stop, process_conns, next_conn_id) = spec_parts;
                     let spec = worker::WorkerSpec {
-                        index,
-                        handler: make_handler(index),
+                        index: number,
+                        handler: make_handler(number),
                         limits,
                         listeners,
                         stop,
@@ -228,6 +259,15 @@ impl Server {
                 .map_err(|source| ServerError::Worker { index, source })?;
         }
         drop(done_tx);
+        let is_child = child.is_some();
+        if let Some(child) = child {
+            let registry = registry.clone();
+            let render = move || registry.as_ref().map(|r| r.render()).unwrap_or_default();
+            if let Err(source) = child.channel.serve(render) {
+                tracing::error!(error = %source, "cannot reach the supervisor");
+                self.stop.stop();
+            }
+        }
         let mut first_error = None;
         let mut finished = 0;
         while finished < workers {
@@ -253,7 +293,10 @@ impl Server {
                 }
             }
         }
-        self.cleanup();
+        // The supervisor owns the Unix socket paths of a worker process.
+        if !is_child {
+            self.cleanup();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

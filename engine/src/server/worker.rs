@@ -92,8 +92,8 @@ pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
         let mut accepting = Vec::new();
         for (protocol, l) in spec.listeners {
             let listener = match l {
-                WorkerListener::Tcp(l) => Listener::tcp(l)?,
-                WorkerListener::Unix(l) => Listener::unix(l)?,
+                WorkerListener::Tcp(l) => Listener::tcp(l, protocol.backend())?,
+                WorkerListener::Unix(l) => Listener::unix(l, protocol.backend())?,
             };
             accepting.push(io::spawn(accept_loop(ctx.clone(), protocol, listener)));
         }
