@@ -129,9 +129,51 @@ fn environ_input_and_output_rules() {
     assert!(closed("exc_after_reraised=1"));
 }
 
+#[test]
+fn prefork_processes_each_load_the_app() {
+    let stack = wsgi_stack(
+        "wsgi-prefork",
+        Proto::FastCgi,
+        "wsgi_compliance:application",
+        &fixtures(),
+        &[
+            "--script-name",
+            "/app",
+            "--threads",
+            "1",
+            "--processes",
+            "2",
+        ],
+        |dir, backend| Nginx::new(backend).start(dir),
+    );
+    // wsgi.multithread and wsgi.multiprocess tell the truth.
+    for _ in 0..4 {
+        ok(
+            &stack,
+            "/app/environ?multithread=false&multiprocess=true&path_info=/environ",
+        );
+    }
+    let loaded = stack
+        .engine
+        .proc
+        .log()
+        .matches("WSGI application loaded")
+        .count();
+    assert_eq!(
+        loaded,
+        2,
+        "each process loads the app:\n{}",
+        stack.engine.proc.log()
+    );
+}
+
 /// Starts ringfast with `--wsgi app` (no front end) and expects it to exit non-zero with
 /// `needle` in its output.
 fn check_load_failure(app: &str, needle: &str) {
+    check_load_failure_with(app, needle, &[]);
+}
+
+fn check_load_failure_with(app: &str, needle: &str, extra: &[&str]) {
     let dir = TempDir::new("wsgi-load-fail");
     let addr = Addr::loopback();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ringfast"));
@@ -146,7 +188,8 @@ fn check_load_failure(app: &str, needle: &str) {
     .arg("--chdir")
     .arg(fixtures())
     .arg("--venv")
-    .arg(venv());
+    .arg(venv())
+    .args(extra);
     let mut proc = Proc::spawn("ringfast", cmd, dir.join("engine.log"));
     let status = proc
         .wait_timeout(Duration::from_secs(60))
@@ -157,9 +200,11 @@ fn check_load_failure(app: &str, needle: &str) {
         "--wsgi {app}: expected {needle:?} in:\n{}",
         proc.log()
     );
+    // Neither a single process nor a prefork worker started serving.
+    let log = proc.log();
     assert!(
-        !proc.log().contains("listening"),
-        "--wsgi {app}: served before failing"
+        !log.contains("engine::server: listening") && !log.contains("worker process ready"),
+        "--wsgi {app}: served before failing:\n{log}"
     );
 }
 
@@ -176,6 +221,12 @@ fn load_failures_exit_with_the_traceback() {
     check_load_failure("broken_app:application", "json.decoder.JSONDecodeError");
     check_load_failure("wsgi_compliance:REQUIRED", "list object is not callable");
     check_load_failure("not a spec", "expected MODULE:CALLABLE");
+    // With prefork, a worker process that cannot load the app stops the whole server.
+    check_load_failure_with(
+        "no_such_module:application",
+        "No module named 'no_such_module'",
+        &["--processes", "2"],
+    );
 }
 
 /// Runs `f` on a thread, returning its result and when it finished.
