@@ -104,6 +104,12 @@ fn environ_input_and_output_rules() {
     let file = std::fs::read(fixtures().join("wsgi_compliance.py")).unwrap();
     assert!(r.body == file, "file_wrapper body differs");
 
+    // Header values are Latin-1: "caf\xe9" goes out as 4 bytes, the last one 0xE9 (which the
+    // lossy UTF-8 reading of the headers shows as U+FFFD), not as UTF-8 "café".
+    let r = stack.curl("/app/latin1").run();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Latin1"), Some("caf\u{fffd}"));
+
     // wsgiref.validate finds nothing wrong.
     let r = stack.curl("/app/validate").run();
     assert_eq!(

@@ -234,3 +234,56 @@ fn apache_proxy_ajp() {
     );
     check_site(&stack, "/app");
 }
+
+#[test]
+fn lighttpd_rewrite_through_mysite_fcgi() {
+    // The seed guide's lighttpd set-up: every URL rewritten to /mysite.fcgi$1. lighttpd sends
+    // SCRIPT_NAME=/mysite.fcgi; the original REQUEST_URI shows the site is at the root, so the
+    // links carry no `mysite.fcgi`.
+    let stack = django_stack(
+        "wsgi-lighttpd-rewrite",
+        Proto::FastCgi,
+        &[],
+        |dir, backend| {
+            Lighttpd::new(backend)
+                .mount("/mysite.fcgi")
+                .line(r#"server.modules += ( "mod_rewrite" )"#)
+                .line(r#"url.rewrite-once = ( "^(/.*)$" => "/mysite.fcgi$1" )"#)
+                .start(dir)
+        },
+    );
+    check_page(&stack, "");
+    check_whereami(&stack, "");
+    check_form(&stack, "");
+}
+
+#[test]
+fn apache_mod_rewrite_through_mysite_fcgi() {
+    // The seed guide's Apache set-up (mod_rewrite sending /site/... to /mysite.fcgi/...) with
+    // today's modules: mod_proxy_fcgi, told with ProxyFCGISetEnvIf to send what mod_fastcgi
+    // sent (SCRIPT_NAME=/mysite.fcgi, PATH_INFO=the rest). mod_rewrite sets SCRIPT_URL to the
+    // original path, from which ringfast recovers SCRIPT_NAME=/site.
+    let stack = django_stack(
+        "wsgi-apache-rewrite",
+        Proto::FastCgi,
+        &[],
+        |dir, backend| {
+            let addr = backend.addr.to_arg();
+            let m = Apache::MODULES;
+            let mut conf = Apache::new(backend);
+            conf.extra = vec![
+                format!("LoadModule rewrite_module {m}/mod_rewrite.so"),
+                "RewriteEngine On".to_string(),
+                r#"ProxyFCGISetEnvIf "true" SCRIPT_NAME "/mysite.fcgi""#.to_string(),
+                r#"ProxyFCGISetEnvIf "reqenv('SCRIPT_URL') =~ m#^/site(/.*)$#" PATH_INFO "$1""#
+                    .to_string(),
+                format!("RewriteRule \"^/site/(.*)$\" \"fcgi://{addr}/mysite.fcgi/$1\" [P]"),
+            ];
+            conf.start(dir)
+        },
+    );
+    check_page(&stack, "/site");
+    check_whereami(&stack, "/site");
+    check_form(&stack, "/site");
+    check_upload(&stack, "/site");
+}

@@ -99,7 +99,7 @@ async fn relay(resp: &mut Response, mut rx: mpsc::Receiver<Event>) -> Result<(),
             Event::Head { status, headers } => {
                 resp.set_status(status)?;
                 for (name, value) in &headers {
-                    resp.add_header(name, value)?;
+                    resp.add_header_latin1(name, value)?;
                 }
             }
             Event::Body(data) => resp.write(&data).await?,

@@ -10,7 +10,8 @@
 //! 1. `SCRIPT_URL` or `REDIRECT_URL` (Apache mod_rewrite) is the original path: SCRIPT_NAME is
 //!    it minus PATH_INFO at its end (what Django's `get_script_name` does).
 //! 2. No PATH_INFO: the app is at the root (as mod_wsgi's `WSGIScriptAlias /` gives):
-//!    SCRIPT_NAME is empty and PATH_INFO the whole path (SCRIPT_NAME, else REQUEST_URI's path).
+//!    SCRIPT_NAME is empty and PATH_INFO the whole path (the original path of rule 1 if there
+//!    is one, else SCRIPT_NAME, else REQUEST_URI's path).
 //! 3. REQUEST_URI's path does not start with SCRIPT_NAME + PATH_INFO but ends with PATH_INFO
 //!    (an internal rewrite to `/mysite.fcgi/...`): SCRIPT_NAME is what REQUEST_URI has in front.
 //! 4. `--script-name PREFIX` last: SCRIPT_NAME is PREFIX and PATH_INFO the full path with PREFIX
@@ -44,19 +45,17 @@ pub(crate) fn split(v: PathVars<'_>, forced: Option<&str>) -> Split {
         .script_url
         .filter(|s| !s.is_empty())
         .or(v.redirect_url.filter(|s| !s.is_empty()));
-    let (mut script, mut info) = if let Some(url) = original {
-        let url = collapse_slashes(url);
-        let script = if info.is_empty() {
-            url.clone()
-        } else {
-            url.strip_suffix(info).unwrap_or(&url).to_string()
-        };
-        (script, info.to_string())
+    let original = original.map(collapse_slashes);
+    let (mut script, mut info) = if let Some(url) = original.as_ref().filter(|_| !info.is_empty()) {
+        (
+            url.strip_suffix(info).unwrap_or(url).to_string(),
+            info.to_string(),
+        )
     } else if info.is_empty() {
-        let full = if !script.is_empty() {
-            script.to_string()
-        } else {
-            uri_path.clone().unwrap_or_default()
+        let full = match (&original, script.is_empty()) {
+            (Some(url), _) => url.clone(),
+            (None, false) => script.to_string(),
+            (None, true) => uri_path.clone().unwrap_or_default(),
         };
         (String::new(), full)
     } else {
@@ -188,6 +187,16 @@ mod tests {
             ..v
         };
         assert_eq!(split(v, None), s("/x", "/polls/"));
+        // No PATH_INFO: the client's path is the whole path.
+        let v = PathVars {
+            script_name: Some("/app/polls/"),
+            path_info: None,
+            request_uri: Some("/site/polls/"),
+            script_url: Some("/site/polls/"),
+            redirect_url: None,
+        };
+        assert_eq!(split(v, None), s("", "/site/polls/"));
+        assert_eq!(split(v, Some("/site")), s("/site", "/polls/"));
     }
 
     #[test]
