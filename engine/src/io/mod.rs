@@ -6,13 +6,13 @@
 //!
 //! Two backends share each worker thread: every worker runs a tokio-uring event loop, which runs
 //! tokio's epoll reactor underneath. [`Backend::IoUring`] ([`uring`]) drives FastCGI
-//! connections: TCP accepts and every read and write go through the ring.
-//! [`Backend::Epoll`] ([`epoll`]) drives SCGI and AJP13 connections through tokio's
-//! readiness-based sockets. Unix listeners accept on epoll under both backends, because
-//! tokio-uring cannot wrap an existing Unix listener; an accepted FastCGI Unix connection is then
-//! handed to the ring. A backend built directly on the `io-uring` crate (multishot accept and
-//! receive, buffer rings, DEFER_TASKRUN) can replace [`uring`] without touching anything above
-//! this module.
+//! connections: every read and write goes through the ring. [`Backend::Epoll`] ([`epoll`])
+//! drives SCGI and AJP13 connections through tokio's readiness-based sockets. Every listener
+//! accepts on epoll, because a pending accept must be droppable: a worker that stops must not
+//! leave an accept in flight on a listener its successor process shares (see [`uring`]). An
+//! accepted FastCGI connection is handed to the ring. A backend built directly on the
+//! `io-uring` crate (cancellable multishot accept, multishot receive, buffer rings,
+//! DEFER_TASKRUN) can replace [`uring`] without touching anything above this module.
 //!
 //! One caveat shapes the callers: tokio-uring does not cancel an in-flight operation when its
 //! future is dropped (tokio-rs/tokio-uring#207). The drivers therefore never drop a pending read
@@ -27,7 +27,7 @@ use std::io;
 
 pub use epoll::EpollStream;
 pub use std::net::Shutdown;
-pub use uring::{run_worker, spawn, TaskHandle, UringStream, UringTcpListener};
+pub use uring::{run_worker, spawn, TaskHandle, UringStream};
 
 /// Which backend drives a listener's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,27 +96,23 @@ impl Stream {
     }
 }
 
-/// A listening socket owned by one worker's event loop; its connections go to one backend.
+/// A listening socket owned by one worker's event loop, accepting on epoll; its connections go
+/// to one backend.
 pub enum Listener {
-    /// A TCP listener accepting through io_uring.
-    UringTcp(UringTcpListener),
-    /// A TCP listener accepting on epoll.
-    EpollTcp(tokio::net::TcpListener),
-    /// A Unix listener (shared between workers) accepting on epoll; the backend is the one its
-    /// connections go to.
+    /// A TCP listener.
+    Tcp(tokio::net::TcpListener, Backend),
+    /// A Unix listener (often shared between workers and processes).
     Unix(tokio::net::UnixListener, Backend),
 }
 
 impl Listener {
     /// Wraps a bound, listening TCP socket. Must be called on the worker's event loop.
     pub fn tcp(l: std::net::TcpListener, backend: Backend) -> io::Result<Self> {
-        match backend {
-            Backend::IoUring => UringTcpListener::new(l).map(Listener::UringTcp),
-            Backend::Epoll => {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l).map(Listener::EpollTcp)
-            }
-        }
+        l.set_nonblocking(true)?;
+        Ok(Listener::Tcp(
+            tokio::net::TcpListener::from_std(l)?,
+            backend,
+        ))
     }
 
     /// Wraps a bound, listening Unix socket. Must be called on the worker's event loop.
@@ -128,19 +124,17 @@ impl Listener {
         ))
     }
 
-    /// Accepts one connection.
+    /// Accepts one connection. Dropping the future leaves nothing in flight.
     pub async fn accept(&self) -> io::Result<Stream> {
         match self {
-            Listener::UringTcp(l) => {
-                let s = l.accept().await?;
-                set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&s));
-                Ok(Stream::Uring(UringStream::Tcp(s)))
-            }
-            Listener::EpollTcp(l) => {
+            Listener::Tcp(l, backend) => {
                 let (s, _) = l.accept().await?;
                 // A failure only costs latency.
                 let _ = s.set_nodelay(true);
-                Ok(Stream::Epoll(EpollStream::Tcp(s)))
+                match backend {
+                    Backend::Epoll => Ok(Stream::Epoll(EpollStream::Tcp(s))),
+                    Backend::IoUring => UringStream::tcp(s.into_std()?).map(Stream::Uring),
+                }
             }
             Listener::Unix(l, backend) => {
                 let (s, _) = l.accept().await?;
@@ -150,21 +144,5 @@ impl Listener {
                 }
             }
         }
-    }
-}
-
-/// Disables Nagle's algorithm: responses are written whole, and delayed ACKs against Nagle cost
-/// 40 ms a request (flup's famous TCP stall). A failure only costs latency, so it is ignored.
-fn set_nodelay(fd: std::os::fd::RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket descriptor with a correctly sized int option.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }

@@ -1,5 +1,11 @@
 //! The io_uring backend of the I/O boundary (tokio-uring): the worker's event loop, task spawning,
 //! and the reads and writes of FastCGI connections.
+//!
+//! Accepting is not done here: a pending io_uring accept cannot be cancelled through tokio-uring
+//! (tokio-rs/tokio-uring#207), so a worker process that stops (reload, recycling) would keep a
+//! hidden accept on a listener it shares with its successor and take, then drop, a connection
+//! meant for it. Listeners accept on epoll ([`super::Listener`]) and hand FastCGI connections to
+//! the ring.
 
 use std::future::Future;
 use std::io;
@@ -57,27 +63,17 @@ impl UringStream {
         }
     }
 
+    /// Hands an accepted TCP connection to io_uring.
+    pub fn tcp(s: std::net::TcpStream) -> io::Result<Self> {
+        // io_uring drives the socket from here; it must not be in non-blocking mode.
+        s.set_nonblocking(false)?;
+        Ok(UringStream::Tcp(tokio_uring::net::TcpStream::from_std(s)))
+    }
+
     /// Hands an accepted Unix connection to io_uring.
     pub fn unix(s: std::os::unix::net::UnixStream) -> io::Result<Self> {
         // io_uring drives the socket from here; it must not be in non-blocking mode.
         s.set_nonblocking(false)?;
         Ok(UringStream::Unix(tokio_uring::net::UnixStream::from_std(s)))
-    }
-}
-
-/// A TCP listener that accepts through io_uring.
-pub struct UringTcpListener(tokio_uring::net::TcpListener);
-
-impl UringTcpListener {
-    /// Wraps a bound, listening socket. Must be called on the worker's event loop.
-    pub fn new(l: std::net::TcpListener) -> io::Result<Self> {
-        l.set_nonblocking(false)?;
-        Ok(UringTcpListener(tokio_uring::net::TcpListener::from_std(l)))
-    }
-
-    /// Accepts one connection.
-    pub async fn accept(&self) -> io::Result<tokio_uring::net::TcpStream> {
-        let (s, _) = self.0.accept().await?;
-        Ok(s)
     }
 }

@@ -61,10 +61,14 @@ pub mod names {
     pub const BUILD_INFO: &str = "ringfast_build_info";
     /// Gauge: worker threads started (in all worker processes).
     pub const WORKERS: &str = "ringfast_workers";
-    /// Gauge (prefork only): worker processes ready.
+    /// Gauge (supervisor only): worker processes ready.
     pub const WORKER_PROCESSES: &str = "ringfast_worker_processes";
-    /// Counter (prefork only): worker processes replaced after dying.
+    /// Counter (supervisor only): worker processes replaced after dying.
     pub const PROCESS_RESTARTS: &str = "ringfast_process_restarts_total";
+    /// Counter (supervisor only): worker processes recycled after `--max-requests`.
+    pub const PROCESS_RECYCLES: &str = "ringfast_process_recycles_total";
+    /// Counter (supervisor only): reloads (`--touch-reload`, SIGHUP).
+    pub const RELOADS: &str = "ringfast_reloads_total";
     /// Counter (process): user and system CPU time, in seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge (process): resident memory, in bytes.
@@ -79,16 +83,42 @@ pub mod names {
     pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 }
 
-/// The prefork supervisor's own part of the merged `/metrics` page: the worker processes
-/// ready, the replacements so far, and the supervisor's process figures (summed with the worker
-/// processes' by the merge, so `process_*` cover the whole service).
-pub fn supervisor_page(ready: usize, restarts: u64) -> String {
-    let mut out = format!(
-        "# HELP {wp} Worker processes ready (prefork).\n# TYPE {wp} gauge\n{wp} {ready}\n\n\
-         # HELP {pr} Worker processes replaced after dying (prefork).\n# TYPE {pr} counter\n{pr} {restarts}\n\n",
-        wp = names::WORKER_PROCESSES,
-        pr = names::PROCESS_RESTARTS,
-    );
+/// The supervisor's own part of the merged `/metrics` page: the worker processes ready, the
+/// replacements, recycles and reloads so far, and the supervisor's process figures (summed with
+/// the worker processes' by the merge, so `process_*` cover the whole service).
+pub fn supervisor_page(ready: usize, restarts: u64, recycles: u64, reloads: u64) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, &str, f64); 4] = [
+        (
+            names::WORKER_PROCESSES,
+            "gauge",
+            "Worker processes ready (supervisor).",
+            ready as f64,
+        ),
+        (
+            names::PROCESS_RESTARTS,
+            "counter",
+            "Worker processes replaced after dying.",
+            restarts as f64,
+        ),
+        (
+            names::PROCESS_RECYCLES,
+            "counter",
+            "Worker processes recycled after --max-requests.",
+            recycles as f64,
+        ),
+        (
+            names::RELOADS,
+            "counter",
+            "Reloads (--touch-reload, SIGHUP).",
+            reloads as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n\n"
+        ));
+    }
     process::render(&mut out);
     out
 }

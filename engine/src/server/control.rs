@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Worker to supervisor: the application is loaded and the workers run.
@@ -16,6 +17,8 @@ const READY: u8 = b'R';
 const QUERY: u8 = b'Q';
 /// Worker to supervisor: a metrics page.
 const PAGE: u8 = b'M';
+/// Worker to supervisor: I reached --max-requests and am stopping; start my replacement.
+const RETIRING: u8 = b'X';
 
 /// The largest page accepted from a worker process.
 const MAX_PAGE: usize = 64 * 1024 * 1024;
@@ -51,18 +54,43 @@ fn read_frame(s: &mut UnixStream) -> io::Result<(u8, u32, Vec<u8>)> {
 #[derive(Debug)]
 pub(crate) struct WorkerEnd(UnixStream);
 
+/// Tells the supervisor this worker process is retiring (see [`WorkerEnd::serve`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RetireNotice(Arc<Mutex<UnixStream>>);
+
+impl RetireNotice {
+    /// Sends the notice; the supervisor starts a replacement at once.
+    pub(crate) fn send(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = write_frame(&mut s, RETIRING, 0, b"") {
+            tracing::warn!(error = %e, "cannot tell the supervisor this process is retiring");
+        }
+    }
+}
+
 impl WorkerEnd {
     /// Announces readiness, then answers metrics queries on a thread of its own until the
-    /// channel closes. `render` gives the page (empty with `--metrics off`).
-    pub(crate) fn serve(mut self, render: impl Fn() -> String + Send + 'static) -> io::Result<()> {
-        write_frame(&mut self.0, READY, 0, b"")?;
+    /// channel closes. `render` gives the page (empty with `--metrics off`). Returns the handle
+    /// that announces retirement.
+    pub(crate) fn serve(
+        self,
+        render: impl Fn() -> String + Send + 'static,
+    ) -> io::Result<RetireNotice> {
+        let mut reader = self.0.try_clone()?;
+        let writer = Arc::new(Mutex::new(self.0));
+        {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            write_frame(&mut w, READY, 0, b"")?;
+        }
+        let notice = RetireNotice(writer.clone());
         std::thread::Builder::new()
             .name("ringfast-control".into())
             .spawn(move || loop {
-                match read_frame(&mut self.0) {
+                match read_frame(&mut reader) {
                     Ok((QUERY, seq, _)) => {
                         let page = render();
-                        if write_frame(&mut self.0, PAGE, seq, page.as_bytes()).is_err() {
+                        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                        if write_frame(&mut w, PAGE, seq, page.as_bytes()).is_err() {
                             return;
                         }
                     }
@@ -74,7 +102,7 @@ impl WorkerEnd {
                     Err(_) => return,
                 }
             })?;
-        Ok(())
+        Ok(notice)
     }
 }
 
@@ -83,29 +111,43 @@ impl WorkerEnd {
 pub(crate) struct SupervisorEnd {
     stream: UnixStream,
     seq: u32,
+    /// A retirement notice arrived while waiting for a page.
+    retiring_seen: bool,
 }
 
-/// What [`SupervisorEnd::read_ready`] found.
+/// What a worker process said without being asked.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Startup {
-    /// The worker process is ready.
+pub(crate) enum Event {
+    /// It is ready.
     Ready,
-    /// The channel closed: the process died before it was ready.
-    Died,
+    /// It reached --max-requests and is stopping.
+    Retiring,
+    /// A late answer to a query that timed out: nothing to do.
+    Stale,
+    /// The channel closed: the process is exiting or dead.
+    Closed,
 }
 
 impl SupervisorEnd {
-    /// The descriptor to poll for the ready frame.
+    /// The descriptor to poll for events.
     pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.stream)
     }
 
-    /// Reads the ready frame (call when the descriptor is readable).
-    pub(crate) fn read_ready(&mut self) -> Startup {
+    /// Reads one event (call when the descriptor is readable).
+    pub(crate) fn read_event(&mut self) -> Event {
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(2)));
         match read_frame(&mut self.stream) {
-            Ok((READY, _, _)) => Startup::Ready,
-            _ => Startup::Died,
+            Ok((READY, _, _)) => Event::Ready,
+            Ok((RETIRING, _, _)) => Event::Retiring,
+            Ok(_) => Event::Stale,
+            Err(_) => Event::Closed,
         }
+    }
+
+    /// Whether a retirement notice arrived during a query (and was not reported yet).
+    pub(crate) fn take_retiring(&mut self) -> bool {
+        std::mem::take(&mut self.retiring_seen)
     }
 
     /// Asks for the worker process's metrics page, waiting at most `timeout`.
@@ -121,6 +163,9 @@ impl SupervisorEnd {
                 return String::from_utf8(payload)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
             }
+            if kind == RETIRING {
+                self.retiring_seen = true;
+            }
         }
     }
 }
@@ -128,7 +173,14 @@ impl SupervisorEnd {
 /// A connected pair: the supervisor keeps one end, the forked worker process the other.
 pub(crate) fn pair() -> io::Result<(SupervisorEnd, WorkerEnd)> {
     let (a, b) = UnixStream::pair()?;
-    Ok((SupervisorEnd { stream: a, seq: 0 }, WorkerEnd(b)))
+    Ok((
+        SupervisorEnd {
+            stream: a,
+            seq: 0,
+            retiring_seen: false,
+        },
+        WorkerEnd(b),
+    ))
 }
 
 #[cfg(test)]
@@ -138,18 +190,20 @@ mod tests {
     #[test]
     fn ready_then_pages_in_order() {
         let (mut sup, worker) = pair().unwrap();
-        worker.serve(|| "page\n".to_string()).unwrap();
-        assert_eq!(sup.read_ready(), Startup::Ready);
+        let notice = worker.serve(|| "page\n".to_string()).unwrap();
+        assert_eq!(sup.read_event(), Event::Ready);
         for _ in 0..3 {
             assert_eq!(sup.query_page(Duration::from_secs(5)).unwrap(), "page\n");
         }
+        notice.send();
+        assert_eq!(sup.read_event(), Event::Retiring);
     }
 
     #[test]
-    fn a_closed_channel_before_ready_means_died() {
+    fn a_closed_channel_is_reported() {
         let (mut sup, worker) = pair().unwrap();
         drop(worker);
-        assert_eq!(sup.read_ready(), Startup::Died);
+        assert_eq!(sup.read_event(), Event::Closed);
     }
 
     #[test]

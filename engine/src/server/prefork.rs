@@ -1,4 +1,5 @@
-//! Prefork: `--processes N` worker processes sharing the listeners the supervisor bound.
+//! The supervisor: `--processes N` worker processes sharing the listeners it bound (prefork),
+//! recycled after `--max-requests`, reloaded on `--touch-reload` or SIGHUP.
 //!
 //! The supervisor binds every listener, then forks the worker processes. Each one loads the
 //! application itself (so each Python worker has its own interpreter and GIL), starts
@@ -8,6 +9,11 @@
 //! control channels of processes still starting.
 //!
 //! - A process that dies after it was ready is replaced (at most once a second per slot).
+//! - A process that spent its `--max-requests` budget says so and stops; its replacement is
+//!   started at once, so the slot is never empty for long.
+//! - Reload (`--touch-reload FILE` touched, or SIGHUP): every slot gets a new process; each old
+//!   one is stopped gracefully when its successor is ready. The listeners stay open throughout,
+//!   so connections wait in the backlog at worst and no request is refused.
 //! - A process that exits before it was ready (the application failed to load) stops
 //!   everything: the supervisor exits non-zero, as a single process would. One killed by a
 //!   signal before it was ready is replaced.
@@ -23,7 +29,7 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::control::{self, Startup, SupervisorEnd, WorkerEnd};
+use super::control::{self, Event, SupervisorEnd, WorkerEnd};
 use super::signals::FORCED_EXIT_STATUS;
 use super::{Server, ServerError};
 
@@ -71,6 +77,33 @@ struct Slot {
     channel: Option<SupervisorEnd>,
     started: Instant,
     respawn_at: Option<Instant>,
+    /// Predecessors to stop once this slot's process is ready (reload).
+    to_retire: Vec<libc::pid_t>,
+    /// Predecessors stopping (signalled, or recycling themselves).
+    retiring: Vec<libc::pid_t>,
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot {
+            pid: 0,
+            state: SlotState::Empty,
+            channel: None,
+            started: Instant::now(),
+            respawn_at: None,
+            to_retire: Vec::new(),
+            retiring: Vec::new(),
+        }
+    }
+
+    /// Every live process of the slot: current and predecessors.
+    fn pids(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
+        let current = (!matches!(self.state, SlotState::Empty)).then_some(self.pid);
+        current
+            .into_iter()
+            .chain(self.to_retire.iter().copied())
+            .chain(self.retiring.iter().copied())
+    }
 }
 
 /// The supervisor's state.
@@ -82,6 +115,9 @@ struct Supervisor {
     metrics: bool,
     slots: Vec<Slot>,
     restarts: u64,
+    recycles: u64,
+    reloads: u64,
+    touch_file: Option<(std::path::PathBuf, Option<std::time::SystemTime>)>,
     stopping: Option<Instant>,
     failed: bool,
     all_ready_logged: bool,
@@ -90,7 +126,7 @@ struct Supervisor {
 /// Forks the worker processes (see the module docs). Returns [`Forked::Serve`] in each worker
 /// process and [`Forked::Exit`] in the supervisor once it has stopped.
 pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
-    let n = server.config.processes;
+    let n = server.config.processes.max(1);
     let (old_mask, signals) = block_signals().map_err(supervisor_error)?;
     let metrics = server.metrics.is_some();
     let http = match server.metrics.take() {
@@ -110,6 +146,9 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
         metrics,
         slots: Vec::with_capacity(n),
         restarts: 0,
+        recycles: 0,
+        reloads: 0,
+        touch_file: None,
         stopping: None,
         failed: false,
         all_ready_logged: false,
@@ -117,14 +156,13 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
     for (p, b) in &sup.server.bound {
         tracing::info!(protocol = p.name(), addr = %b.addr(), processes = n, "listening");
     }
+    if let Some(path) = sup.server.config.touch_reload.clone() {
+        let mtime = modified(&path);
+        tracing::info!(file = %path.display(), "reloading when this file is touched");
+        sup.touch_file = Some((path, mtime));
+    }
     for slot in 0..n {
-        sup.slots.push(Slot {
-            pid: 0,
-            state: SlotState::Empty,
-            channel: None,
-            started: Instant::now(),
-            respawn_at: None,
-        });
+        sup.slots.push(Slot::empty());
         if let Some(child) = sup.spawn(slot)? {
             return Ok(Forked::Serve(Box::new(sup.into_child(child))));
         }
@@ -132,18 +170,23 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
     sup.run()
 }
 
+/// The modification time of `path`, if it exists.
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 fn supervisor_error(source: std::io::Error) -> ServerError {
     ServerError::Worker { index: 0, source }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGCHLD and returns the previous mask and a signalfd for them.
+/// Blocks SIGINT, SIGTERM, SIGCHLD and SIGHUP and returns the previous mask and a signalfd for them.
 fn block_signals() -> std::io::Result<(libc::sigset_t, OwnedFd)> {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; sigprocmask and signalfd read
     // the sets we own and write only `old`.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD, libc::SIGHUP] {
             libc::sigaddset(&mut set, s);
         }
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -213,10 +256,7 @@ impl Supervisor {
     }
 
     fn live(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| !matches!(s.state, SlotState::Empty))
-            .count()
+        self.slots.iter().map(|s| s.pids().count()).sum()
     }
 
     fn run(mut self) -> Result<Forked, ServerError> {
@@ -232,14 +272,61 @@ impl Supervisor {
                     break;
                 }
             }
+            if self.touched() {
+                tracing::info!("reload: the touch-reload file changed");
+                if let Some(child) = self.reload()? {
+                    return Ok(Forked::Serve(Box::new(self.into_child(child))));
+                }
+            }
             if let Some(child) = self.respawn_due()? {
                 return Ok(Forked::Serve(Box::new(self.into_child(child))));
             }
-            self.wait_and_handle()?;
+            if let Some(child) = self.wait_and_handle()? {
+                return Ok(Forked::Serve(Box::new(self.into_child(child))));
+            }
         }
         self.server.cleanup();
-        tracing::info!(restarts = self.restarts, "supervisor stopped");
+        tracing::info!(
+            restarts = self.restarts,
+            recycles = self.recycles,
+            reloads = self.reloads,
+            "supervisor stopped"
+        );
         Ok(Forked::Exit(i32::from(self.failed)))
+    }
+
+    /// Whether the touch-reload file's modification time changed since last seen.
+    fn touched(&mut self) -> bool {
+        if self.stopping.is_some() {
+            return false;
+        }
+        let Some((path, seen)) = &mut self.touch_file else {
+            return false;
+        };
+        let now = modified(path);
+        if now == *seen {
+            return false;
+        }
+        *seen = now;
+        now.is_some()
+    }
+
+    /// Starts a new process in every slot; each predecessor is stopped once its successor is
+    /// ready. Returns `Some` in a child.
+    fn reload(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        self.reloads += 1;
+        for slot in 0..self.slots.len() {
+            let s = &mut self.slots[slot];
+            if !matches!(s.state, SlotState::Empty) {
+                s.to_retire.push(s.pid);
+                s.state = SlotState::Empty;
+                s.channel = None;
+            }
+            if let Some(child) = self.spawn(slot)? {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
     }
 
     /// Starts the replacements whose time has come. Returns `Some` in a child.
@@ -250,7 +337,6 @@ impl Supervisor {
         let now = Instant::now();
         for slot in 0..self.slots.len() {
             if self.slots[slot].respawn_at.is_some_and(|t| t <= now) {
-                self.restarts += 1;
                 if let Some(child) = self.spawn(slot)? {
                     return Ok(Some(child));
                 }
@@ -259,8 +345,9 @@ impl Supervisor {
         Ok(None)
     }
 
-    /// One poll: signals, a scrape, ready frames; at most a second.
-    fn wait_and_handle(&mut self) -> Result<(), ServerError> {
+    /// One poll: signals, a scrape, events from the worker processes; at most a second.
+    /// Returns `Some` in a child forked to replace a retiring process.
+    fn wait_and_handle(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         let mut fds = vec![libc::pollfd {
             fd: self.signals.as_raw_fd(),
             events: libc::POLLIN,
@@ -274,15 +361,15 @@ impl Supervisor {
             });
         }
         let first_channel = fds.len();
-        let mut starting = Vec::new();
+        let mut polled = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
-            if let (SlotState::Starting, Some(ch)) = (&s.state, &s.channel) {
+            if let Some(ch) = &s.channel {
                 fds.push(libc::pollfd {
                     fd: ch.as_fd().as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 });
-                starting.push(i);
+                polled.push(i);
             }
         }
         let timeout = self.poll_timeout();
@@ -291,22 +378,38 @@ impl Supervisor {
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(());
+                return Ok(None);
             }
             return Err(supervisor_error(e));
         }
-        for (k, &slot) in starting.iter().enumerate() {
+        for (k, &slot) in polled.iter().enumerate() {
             if fds[first_channel + k].revents != 0 {
-                self.on_channel(slot);
+                if let Some(child) = self.on_channel(slot)? {
+                    return Ok(Some(child));
+                }
             }
         }
         if self.http.is_some() && fds[1].revents != 0 {
             self.serve_scrapes();
+            // A retirement notice may have arrived during a query.
+            for slot in 0..self.slots.len() {
+                let noticed = self.slots[slot]
+                    .channel
+                    .as_mut()
+                    .is_some_and(|c| c.take_retiring());
+                if noticed {
+                    if let Some(child) = self.on_retiring(slot)? {
+                        return Ok(Some(child));
+                    }
+                }
+            }
         }
         if fds[0].revents != 0 {
-            self.on_signals();
+            if let Some(child) = self.on_signals()? {
+                return Ok(Some(child));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn poll_timeout(&self) -> libc::c_int {
@@ -320,13 +423,20 @@ impl Supervisor {
         next.min(Duration::from_secs(1)).as_millis() as libc::c_int
     }
 
-    fn on_channel(&mut self, slot: usize) {
+    fn on_channel(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         let s = &mut self.slots[slot];
-        let Some(ch) = s.channel.as_mut() else { return };
-        match ch.read_ready() {
-            Startup::Ready => {
+        let Some(ch) = s.channel.as_mut() else {
+            return Ok(None);
+        };
+        match ch.read_event() {
+            Event::Ready => {
                 s.state = SlotState::Ready;
                 tracing::info!(slot, pid = s.pid, "worker process ready");
+                for old in std::mem::take(&mut s.to_retire) {
+                    // SAFETY: kill with a pid of our own child and a valid signal.
+                    unsafe { libc::kill(old, libc::SIGTERM) };
+                    s.retiring.push(old);
+                }
                 let all = self
                     .slots
                     .iter()
@@ -335,13 +445,32 @@ impl Supervisor {
                     self.all_ready_logged = true;
                     tracing::info!(processes = self.slots.len(), "all worker processes ready");
                 }
+                Ok(None)
             }
+            Event::Retiring => self.on_retiring(slot),
+            Event::Stale => Ok(None),
             // Its exit arrives as SIGCHLD; stop polling the closed channel.
-            Startup::Died => s.channel = None,
+            Event::Closed => {
+                s.channel = None;
+                Ok(None)
+            }
         }
     }
 
-    fn on_signals(&mut self) {
+    /// The slot's process spent its request budget and is stopping: start its successor now.
+    fn on_retiring(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let s = &mut self.slots[slot];
+        if matches!(s.state, SlotState::Empty) || self.stopping.is_some() {
+            return Ok(None);
+        }
+        s.retiring.push(s.pid);
+        s.state = SlotState::Empty;
+        s.channel = None;
+        self.recycles += 1;
+        self.spawn(slot)
+    }
+
+    fn on_signals(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         loop {
             // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -354,11 +483,17 @@ impl Supervisor {
                 )
             };
             if n != size as isize {
-                return;
+                return Ok(None);
             }
             match info.ssi_signo as libc::c_int {
                 libc::SIGCHLD => self.reap(),
                 sig @ (libc::SIGINT | libc::SIGTERM) => self.on_stop_signal(sig),
+                libc::SIGHUP if self.stopping.is_none() => {
+                    tracing::info!("reload: SIGHUP");
+                    if let Some(child) = self.reload()? {
+                        return Ok(Some(child));
+                    }
+                }
                 _ => {}
             }
         }
@@ -394,11 +529,14 @@ impl Supervisor {
         self.kill_all(libc::SIGTERM);
     }
 
-    fn kill_all(&self, sig: libc::c_int) {
-        for s in &self.slots {
-            if !matches!(s.state, SlotState::Empty) {
+    fn kill_all(&mut self, sig: libc::c_int) {
+        for s in &mut self.slots {
+            // Predecessors waiting for a successor are stopped now too.
+            let waiting = std::mem::take(&mut s.to_retire);
+            s.retiring.extend(waiting);
+            for pid in s.pids() {
                 // SAFETY: kill with a pid of our own child and a valid signal.
-                unsafe { libc::kill(s.pid, sig) };
+                unsafe { libc::kill(pid, sig) };
             }
         }
     }
@@ -429,10 +567,23 @@ impl Supervisor {
     }
 
     fn on_exit(&mut self, pid: libc::pid_t, status: libc::c_int) {
-        let Some(slot) = self.slots.iter().position(|s| s.pid == pid) else {
+        let how = describe_status(status);
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            let before = s.retiring.len() + s.to_retire.len();
+            s.retiring.retain(|p| *p != pid);
+            s.to_retire.retain(|p| *p != pid);
+            if s.retiring.len() + s.to_retire.len() != before {
+                tracing::info!(slot, pid, status = %how, "previous worker process exited");
+                return;
+            }
+        }
+        let Some(slot) = self
+            .slots
+            .iter()
+            .position(|s| s.pid == pid && !matches!(s.state, SlotState::Empty))
+        else {
             return;
         };
-        let how = describe_status(status);
         let stopping = self.stopping.is_some();
         let s = &mut self.slots[slot];
         let was = std::mem::replace(&mut s.state, SlotState::Empty);
@@ -454,6 +605,7 @@ impl Supervisor {
             SlotState::Starting | SlotState::Ready | SlotState::Empty => {
                 let at = (s.started + RESPAWN_GAP).max(Instant::now());
                 s.respawn_at = Some(at);
+                self.restarts += 1;
                 tracing::warn!(slot, pid, status = %how, "worker process died; replacing it");
             }
         }
@@ -502,7 +654,12 @@ impl Supervisor {
             }
         }
         if self.metrics {
-            merger.add(&crate::metrics::supervisor_page(ready, self.restarts));
+            merger.add(&crate::metrics::supervisor_page(
+                ready,
+                self.restarts,
+                self.recycles,
+                self.reloads,
+            ));
         }
         merger.render()
     }

@@ -237,17 +237,19 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` as `name` (used in messages), stdin from /dev/null, stdout and stderr
     /// appended to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(name: &str, cmd: Command, log: PathBuf) -> Proc {
+        Proc::spawn_with_stdin(name, cmd, log, Stdio::null())
+    }
+
+    /// As [`Proc::spawn`], with `stdin` as descriptor 0 (e.g. an inherited listening socket).
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command, log: PathBuf, stdin: Stdio) -> Proc {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = out.try_clone().expect("dup log fd");
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
+        cmd.stdin(stdin).stdout(out).stderr(err).process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
@@ -725,6 +727,9 @@ pub struct Lighttpd {
     pub mount: String,
     /// Extra config lines, appended (e.g. `server.modules += ( "mod_rewrite" )`).
     pub extra: Vec<String>,
+    /// lighttpd starts the backend itself (`bin-path`), passing the socket it bound as
+    /// descriptor 0; the backend address must be a Unix socket.
+    pub bin_path: Option<String>,
 }
 
 impl Lighttpd {
@@ -737,12 +742,19 @@ impl Lighttpd {
             backend,
             mount: MOUNT.to_string(),
             extra: Vec::new(),
+            bin_path: None,
         }
     }
 
     /// Appends a config line.
     pub fn line(mut self, line: &str) -> Lighttpd {
         self.extra.push(line.to_string());
+        self
+    }
+
+    /// Lets lighttpd spawn the backend with this command line (`bin-path`, one process).
+    pub fn spawn_backend(mut self, command: &str) -> Lighttpd {
+        self.bin_path = Some(command.to_string());
         self
     }
 
@@ -758,6 +770,10 @@ impl Lighttpd {
         let target = match &self.backend.addr {
             Addr::Tcp(a) => format!("\"host\" => \"{}\", \"port\" => {}", a.ip(), a.port()),
             Addr::Unix(p) => format!("\"socket\" => \"{}\"", p.display()),
+        };
+        let target = match &self.bin_path {
+            Some(cmd) => format!("{target}, \"bin-path\" => \"{cmd}\", \"max-procs\" => 1"),
+            None => target,
         };
         let (module, key) = match self.backend.proto {
             Proto::FastCgi => ("mod_fastcgi", "fastcgi.server"),
