@@ -22,8 +22,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests use (front ends, cgi-fcgi, curl, and tools later issues need).
 PACKAGES=(nginx lighttpd apache2 haproxy libfcgi-bin curl php-fpm prometheus tmux)
+# The `wsgi` feature links the system Python 3 (libpython3.11, python3-dev); its tests use a venv.
+PACKAGES+=(python3-dev python3-venv)
 # ringfast-bench's contenders and tools (it installs them itself too when missing).
-PACKAGES+=(uwsgi uwsgi-plugin-python3 libapache2-mod-wsgi-py3 wrk python3-venv gcc)
+PACKAGES+=(uwsgi uwsgi-plugin-python3 libapache2-mod-wsgi-py3 wrk gcc)
 
 declare -a SUMMARY=()
 FAILED=0
@@ -143,6 +145,19 @@ run_step "tools present" check_tools
 #   python3 -m venv "$ROOT/.venv" && "$ROOT/.venv/bin/pip" install -r requirements-test.txt
 #   export PATH="$ROOT/.venv/bin:$PATH"
 # Add it as: run_step "python venv" setup_venv
+# The WSGI tests' venv (Django, Flask: engine/tests/fixtures/requirements.txt), made with the
+# Python the `wsgi` build links: PYO3_PYTHON picks it (else PyO3 takes `python3` on PATH).
+export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
+setup_venv() {
+    local req="$ROOT/engine/tests/fixtures/requirements.txt" stamp="$ROOT/.venv/.requirements"
+    if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+        echo "venv up to date: $ROOT/.venv"
+        return 0
+    fi
+    "$PYO3_PYTHON" -m venv "$ROOT/.venv" && "$ROOT/.venv/bin/pip" install -q -r "$req" &&
+        cp "$req" "$stamp"
+}
+run_step "python venv" setup_venv
 # <<< python venv hook
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +180,10 @@ if [ "$FAILED" -eq 0 ]; then
     run_step "cargo build" cargo build --workspace --all-targets
     # --no-fail-fast: run every test binary even if one fails, so one run shows every failure.
     run_step "cargo test" cargo test --workspace --no-fail-fast
+    # The Python WSGI host (feature `wsgi`): its clippy, unit and end-to-end tests.
+    run_step "cargo clippy (wsgi)" cargo clippy -p engine --all-targets --features wsgi -- -D warnings
+    run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \
+        --test wsgi_django --test wsgi_compliance --test wsgi_flask
     run_step "ringfast-bench --quick" bench_quick
 else
     SUMMARY+=("SKIP  cargo steps (set-up failed)")

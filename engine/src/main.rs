@@ -17,6 +17,13 @@ fn main() -> std::process::ExitCode {
     let plain = config.daemonize || config.log_file.is_some();
     engine::logging::init(&config.log_level, plain);
     let app = config.app;
+    #[cfg(not(feature = "wsgi"))]
+    if config.wsgi.app.is_some() {
+        tracing::error!("--wsgi needs ringfast built with the `wsgi` feature (docs/wsgi.md)");
+        return std::process::ExitCode::FAILURE;
+    }
+    #[cfg(feature = "wsgi")]
+    let (wsgi, processes) = (config.wsgi.clone(), config.processes);
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -49,7 +56,22 @@ fn main() -> std::process::ExitCode {
         tracing::error!("cannot install signal handlers: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    match server.run(move |_| app) {
+    // Loaded after binding, in the process that serves, before anything is accepted.
+    #[cfg(feature = "wsgi")]
+    if wsgi.app.is_some() {
+        return match engine::app::wsgi::load(&wsgi, processes) {
+            Ok(handler) => finish(server.run(move |_| handler.clone())),
+            Err(e) => {
+                tracing::error!("{e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    finish(server.run(move |_| app))
+}
+
+fn finish(ran: Result<(), engine::server::ServerError>) -> std::process::ExitCode {
+    match ran {
         Ok(()) => {
             tracing::info!("stopped");
             std::process::ExitCode::SUCCESS

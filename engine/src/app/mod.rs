@@ -12,6 +12,8 @@ pub(crate) mod exchange;
 mod request;
 mod response;
 mod status;
+#[cfg(feature = "wsgi")]
+pub mod wsgi;
 
 pub use builtin::{BuiltinApp, Diag, Hello, ECHO_LIMIT};
 pub(crate) use catch::CatchUnwind;

@@ -82,6 +82,23 @@ impl Response {
 
     /// Adds a header line. Names must be tokens and values must not contain CR or LF.
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), ResponseError> {
+        self.push_header(name, value.as_bytes())
+    }
+
+    /// Adds a header whose value is Latin-1 text (one byte per char, as WSGI headers are): the
+    /// value goes on the wire as those bytes. Chars past U+00FF are refused.
+    #[cfg_attr(not(feature = "wsgi"), allow(dead_code))]
+    pub(crate) fn add_header_latin1(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ResponseError> {
+        let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
+        let bytes = bytes.ok_or_else(|| ResponseError::InvalidHeader(name.to_owned()))?;
+        self.push_header(name, &bytes)
+    }
+
+    fn push_header(&mut self, name: &str, value: &[u8]) -> Result<(), ResponseError> {
         if self.stage != Stage::Head {
             return Err(ResponseError::HeadersSent);
         }
@@ -89,14 +106,14 @@ impl Response {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        let value_ok = !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+        let value_ok = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
         if !name_ok || !value_ok {
             return Err(ResponseError::InvalidHeader(name.to_owned()));
         }
         let mut head = self.ex.head_mut();
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(value);
         head.extend_from_slice(b"\r\n");
         Ok(())
     }
