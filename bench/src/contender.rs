@@ -14,6 +14,8 @@ pub enum Server {
         /// The Prometheus endpoint on (the default) or `--metrics off`.
         metrics: bool,
     },
+    /// ringfast hosting the WSGI hello app (`--wsgi`, prefork), over FastCGI.
+    RingfastWsgi,
     /// The minimal epoll FastCGI responder in C (bench/floor/fcgi_floor.c).
     Floor,
     /// PHP-FPM, pm=static, serving `<?php echo "Hello, World!";`.
@@ -41,7 +43,11 @@ impl Server {
     pub fn proto(self) -> Proto {
         match self {
             Server::Ringfast { proto, .. } => proto,
-            Server::Floor | Server::PhpFpm | Server::UwsgiFcgi | Server::Flup => Proto::Fcgi,
+            Server::RingfastWsgi
+            | Server::Floor
+            | Server::PhpFpm
+            | Server::UwsgiFcgi
+            | Server::Flup => Proto::Fcgi,
             Server::UwsgiNative => Proto::Uwsgi,
             Server::ModWsgi
             | Server::GunicornSync
@@ -55,7 +61,8 @@ impl Server {
     pub fn is_python(self) -> bool {
         matches!(
             self,
-            Server::UwsgiFcgi
+            Server::RingfastWsgi
+                | Server::UwsgiFcgi
                 | Server::UwsgiNative
                 | Server::Flup
                 | Server::ModWsgi
@@ -90,6 +97,7 @@ impl Contender {
         }
         let base = match server {
             Server::Ringfast { .. } => "ringfast",
+            Server::RingfastWsgi => "ringfast-wsgi",
             Server::Floor => "floor",
             Server::PhpFpm => "php-fpm",
             Server::UwsgiFcgi | Server::UwsgiNative => "uwsgi",
@@ -134,7 +142,7 @@ impl Contender {
 
     /// A ringfast row.
     pub fn is_ringfast(&self) -> bool {
-        matches!(self.server, Server::Ringfast { .. })
+        matches!(self.server, Server::Ringfast { .. } | Server::RingfastWsgi)
     }
 
     /// An HTTP server (no FastCGI hop): wrk drives it too, as a cross-check.
@@ -195,8 +203,10 @@ pub fn catalog() -> Vec<Contender> {
         c(rf(Proto::Scgi, true), Unix, false, true),
         c(rf(Proto::Ajp, true), Tcp, false, true),
         c(rf(Proto::Ajp, true), Unix, false, true),
-        // The other FastCGI servers, direct.
+        // The other FastCGI servers, direct; ringfast hosting the same WSGI app among them.
         c(Server::PhpFpm, Tcp, false, true),
+        c(Server::RingfastWsgi, Tcp, false, true),
+        c(Server::RingfastWsgi, Unix, false, true),
         // uWSGI's FastCGI socket ignores FCGI_KEEP_CONN and closes after every answer.
         c(Server::UwsgiFcgi, Tcp, false, false),
         c(Server::UwsgiFcgi, Unix, false, false),
@@ -216,6 +226,7 @@ pub fn catalog() -> Vec<Contender> {
         c(Server::UwsgiFcgi, Tcp, true, true),
         c(Server::UwsgiFcgi, Unix, true, true),
         c(Server::UwsgiNative, Tcp, true, true),
+        c(Server::RingfastWsgi, Unix, true, true),
         c(Server::Flup, Unix, true, true),
         // HTTP servers hosting the same WSGI app.
         c(Server::ModWsgi, Tcp, false, true),

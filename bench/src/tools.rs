@@ -38,6 +38,8 @@ pub const FLOOR_SOURCE: &str = include_str!("../floor/fcgi_floor.c");
 pub struct Tools {
     /// target/release/ringfast (or --bin-dir).
     pub ringfast: Option<PathBuf>,
+    /// ringfast was built with the `wsgi` feature (it links libpython).
+    pub ringfast_wsgi: bool,
     /// ringfast-load.
     pub load: Option<PathBuf>,
     /// wrk.
@@ -167,6 +169,11 @@ fn prepare_venv(venv: &Path, install: bool) -> Result<PathBuf, BenchError> {
     }
 }
 
+/// Whether a binary links libpython (ringfast built with the `wsgi` feature).
+pub fn links_libpython(bin: &Path) -> bool {
+    std::fs::read(bin).is_ok_and(|b| b.windows(10).any(|w| w == b"libpython3"))
+}
+
 /// Writes the floor's source into `work` and compiles it (`gcc -O2`).
 pub fn build_floor(work: &Path) -> Result<PathBuf, BenchError> {
     let src = work.join("fcgi_floor.c");
@@ -226,6 +233,14 @@ impl Tools {
         t.php_fpm = exists("/usr/sbin/php-fpm8.2");
         t.uwsgi = exists("/usr/bin/uwsgi").filter(|_| Path::new(APT[3].1).exists());
         t.apache = exists("/usr/sbin/apache2").filter(|_| Path::new(APT[5].1).exists());
+        t.ringfast_wsgi = t.ringfast.as_deref().is_some_and(links_libpython);
+        if t.ringfast.is_some() && !t.ringfast_wsgi {
+            t.notes.push(
+                "ringfast was built without the `wsgi` feature: the ringfast-wsgi rows are skipped \
+                 (PYO3_PYTHON=/usr/bin/python3 cargo build --release -p engine --features wsgi)"
+                    .into(),
+            );
+        }
         if t.ringfast.is_none() {
             t.notes.push(format!(
                 "{}/ringfast not found: build it with `cargo build --release -p engine`",
@@ -254,6 +269,9 @@ impl Tools {
         let need = |p: &Option<PathBuf>, what: &str| p.is_none().then(|| format!("{what} missing"));
         let server = match c.server {
             Server::Ringfast { .. } => need(&self.ringfast, "ringfast binary"),
+            Server::RingfastWsgi => need(&self.ringfast, "ringfast binary").or_else(|| {
+                (!self.ringfast_wsgi).then(|| "ringfast built without the wsgi feature".into())
+            }),
             Server::Floor => need(&self.floor, "floor binary (gcc)"),
             Server::PhpFpm => need(&self.php_fpm, "php-fpm"),
             Server::UwsgiFcgi | Server::UwsgiNative => need(&self.uwsgi, "uwsgi + python3 plugin"),

@@ -11,7 +11,7 @@ use crate::results::RawResults;
 use crate::stats::{self, Spread, Summary};
 
 /// The command that regenerates docs/bench (written into the report).
-pub const REGENERATE: &str = "cargo build --release -p engine -p loadgen -p bench && target/release/ringfast-bench --out docs/bench";
+pub const REGENERATE: &str = "PYO3_PYTHON=/usr/bin/python3 cargo build --release -p engine -p loadgen -p bench --features engine/wsgi && target/release/ringfast-bench --out docs/bench";
 
 /// Writes REPORT.md, results.json, throughput.svg, cpu.svg and latency-{direct,nginx,http}.svg
 /// into `out`.
@@ -209,7 +209,7 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         m,
         "- Every server runs on loopback, started by the harness with a generated config in a temporary directory and stopped after; every one answers `200`, `text/plain`, `Hello, World!`.\n\
          - Placement: {}\n\
-         - Python servers run the same 5-line WSGI app with {} processes × {} threads (uWSGI `--processes/--threads`, mod_wsgi daemon `processes/threads`, gunicorn gthread `--workers/--threads`, granian `--workers/--blocking-threads`, flup prefork of threaded WSGIServers); gunicorn sync has no threads ({} processes); flup is thread-per-connection (it hangs up on a connection when its pool is full), so it gets one thread per load-generator connection, spread over the same number of processes. uWSGI's FastCGI socket ignores FCGI_KEEP_CONN and closes after every answer, so it is driven directly with a connection per request. nginx has no AJP13 client, so the AJP13 rows are direct only. flup sets no TCP_NODELAY and writes each answer in several sends, so over TCP it waits on delayed ACKs (about 40 ms per answer): its TCP row measures that, not its CPU. PHP-FPM is `pm=static` with one child per load-generator connection ({}), so that keep-alive connections are not starved (see shared/research/baselines.md). ringfast runs one worker thread. nginx runs one worker.\n\
+         - Python servers run the same 5-line WSGI app with {} processes × {} threads (uWSGI `--processes/--threads`, mod_wsgi daemon `processes/threads`, gunicorn gthread `--workers/--threads`, granian `--workers/--blocking-threads`, flup prefork of threaded WSGIServers); gunicorn sync has no threads ({} processes); flup is thread-per-connection (it hangs up on a connection when its pool is full), so it gets one thread per load-generator connection, spread over the same number of processes. uWSGI's FastCGI socket ignores FCGI_KEEP_CONN and closes after every answer, so it is driven directly with a connection per request. nginx has no AJP13 client, so the AJP13 rows are direct only. flup sets no TCP_NODELAY and writes each answer in several sends, so over TCP it waits on delayed ACKs (about 40 ms per answer): its TCP row measures that, not its CPU. PHP-FPM is `pm=static` with one child per load-generator connection ({}), so that keep-alive connections are not starved (see shared/research/baselines.md). ringfast runs one worker thread; ringfast-wsgi (`--wsgi`, the same WSGI app) runs `--processes {}` × `--threads {}` with one worker thread per process. nginx runs one worker.\n\
          - Keep-alive to the backend is on (`fastcgi_keep_conn on`, upstream `keepalive 64`) except in the rows named `no-keepalive`, where nginx (or the load generator, for direct rows) opens a connection per request.\n\
          - Per contender and round: a closed-loop run with {} connections (the peak), then open-loop runs at {:?} of that round's peak (latency measured from the intended send time), each {} s measured after {} s of warm-up. HTTP servers are also driven by wrk (closed loop) as a cross-check of the load generator.\n\
          - {} rounds; each round runs every contender once, in an order rotated from round to round, so slow drifts of the machine spread over all contenders. Tables give the median over rounds, with the min–max range when there are several.\n\
@@ -225,6 +225,8 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         plan["py_threads"],
         plan["py_procs"],
         plan["connections"],
+        plan["py_procs"],
+        plan["py_threads"],
         plan["connections"],
         plan["fractions"].as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect::<Vec<_>>()).unwrap_or_default(),
         plan["duration"],

@@ -116,6 +116,33 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
                 ],
             );
         }
+        Server::RingfastWsgi => {
+            let metrics = crate::endpoint::free_port().map_err(io_ctx("free port"))?;
+            spawn(
+                "ringfast-wsgi",
+                tool(&tools.ringfast, "ringfast")?,
+                vec![
+                    s("--fastcgi"),
+                    backend.arg(),
+                    s("--wsgi"),
+                    s("app:application"),
+                    s("--chdir"),
+                    dir.display().to_string(),
+                    s("--processes"),
+                    s(procs),
+                    s("--threads"),
+                    s(threads),
+                    s("--workers"),
+                    s(1),
+                    s("--socket-mode"),
+                    s("0666"),
+                    s("--log-level"),
+                    s("warn"),
+                    s("--metrics"),
+                    format!("127.0.0.1:{metrics}"),
+                ],
+            );
+        }
         Server::Floor => spawn("floor", tool(&tools.floor, "floor")?, vec![backend.arg()]),
         Server::PhpFpm => {
             let php = write(dir, "hello.php", config::PHP_APP)?;
