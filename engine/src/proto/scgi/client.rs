@@ -180,9 +180,9 @@ impl ResponseReader {
         match self.phase {
             Phase::Head => Err(ReadError::NoHead),
             Phase::Body {
-                status,
                 content_length: Some(declared),
                 received,
+                ..
             } if received < declared => Err(ReadError::Truncated { declared, received }),
             Phase::Body {
                 status, received, ..
