@@ -37,7 +37,7 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Shared {
     stop: AtomicBool,
-    /// Successful measured requests so far (only counted with `--requests`).
+    /// Measured outcomes so far, successes and errors (only counted with `--requests`).
     measured: AtomicU64,
     /// Nanoseconds from `measure_start` to the last counted request (`--requests`).
     finished_ns: AtomicU64,
@@ -71,7 +71,7 @@ impl ThreadCtx {
 
     /// Counts an error of `kind` that happened at `now`.
     pub fn error(&self, kind: ErrorKind, now: Instant) {
-        if self.measuring(now) && !self.stopped(now) {
+        if self.measuring(now) && !self.stopped(now) && self.count_toward_limit(now) {
             self.stats.borrow_mut().errors.add(kind);
         }
         self.shared.progress[self.thread]
@@ -88,23 +88,30 @@ impl ThreadCtx {
         if intended < self.plan.measure_start || !self.measuring(now) {
             return;
         }
-        if let Some(limit) = self.limit {
-            let n = self.shared.measured.fetch_add(1, Ordering::Relaxed);
-            if n >= limit {
-                return;
-            }
-            if n + 1 == limit {
-                let ns = now.duration_since(self.plan.measure_start).as_nanos();
-                self.shared
-                    .finished_ns
-                    .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
-                self.shared.stop.store(true, Ordering::Relaxed);
-            }
+        if !self.count_toward_limit(now) {
+            return;
         }
         let us = now.duration_since(intended).as_micros();
         self.stats
             .borrow_mut()
             .record(u64::try_from(us).unwrap_or(u64::MAX));
+    }
+
+    /// With `--requests N`: counts one measured outcome (success or error) and says whether it
+    /// is among the first N; the N-th stops the run. Always true without `--requests`.
+    fn count_toward_limit(&self, now: Instant) -> bool {
+        let Some(limit) = self.limit else {
+            return true;
+        };
+        let n = self.shared.measured.fetch_add(1, Ordering::Relaxed);
+        if n + 1 == limit {
+            let ns = now.duration_since(self.plan.measure_start).as_nanos();
+            self.shared
+                .finished_ns
+                .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
+        n < limit
     }
 
     /// `n` bytes written at `now`.

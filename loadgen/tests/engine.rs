@@ -1,0 +1,190 @@
+//! ringfast-load against the real engine (`ringfast --app diag`): every protocol and connection
+//! model, bodies both ways, wrong answers counted as errors, and the open loop (it keeps its
+//! rate; a stalled server shows up as the stall, from the intended send time).
+
+mod support;
+
+use support::{load, Addr, Engine, TempDir};
+
+const HELLO: &str = "Hello, World!";
+
+/// An engine serving FastCGI (TCP and Unix), SCGI and AJP.
+struct Servers {
+    _dir: TempDir,
+    _engine: Engine,
+    fcgi: Addr,
+    fcgi_unix: Addr,
+    scgi: Addr,
+    ajp: Addr,
+}
+
+fn servers() -> Servers {
+    let dir = TempDir::new("engine");
+    let fcgi = Addr::loopback();
+    let fcgi_unix = Addr::Unix(dir.join("fcgi.sock"));
+    let scgi = Addr::loopback();
+    let ajp = Addr::loopback();
+    let engine = Engine::diag(
+        &dir,
+        &[
+            ("--fastcgi", &fcgi),
+            ("--fastcgi", &fcgi_unix),
+            ("--scgi", &scgi),
+            ("--ajp", &ajp),
+        ],
+    );
+    Servers {
+        _dir: dir,
+        _engine: engine,
+        fcgi,
+        fcgi_unix,
+        scgi,
+        ajp,
+    }
+}
+
+fn closed(target: &str, extra: &[&str]) -> support::Run {
+    let mut args = vec!["-n", "300", "--warmup", "0.1", "-c", "4", "-t", "2"];
+    args.extend_from_slice(extra);
+    args.push(target);
+    load(&args)
+}
+
+#[test]
+fn every_protocol_keepalive_closed_loop() {
+    let s = servers();
+    for (scheme, addr) in [
+        ("fcgi", &s.fcgi),
+        ("fcgi", &s.fcgi_unix),
+        ("scgi", &s.scgi),
+        ("ajp", &s.ajp),
+    ] {
+        let target = addr.target(scheme, "/hello");
+        let run = closed(&target, &["--expect-body", HELLO]);
+        run.assert_clean(300);
+        assert_eq!(run.json["protocol"], scheme);
+        assert_eq!(run.json["model"], "closed");
+        assert_eq!(run.json["keepalive"], scheme != "scgi", "{target}");
+        assert!(run.u64("bytes_received") >= 300 * HELLO.len() as u64);
+        assert!(run.latency("p50") > 0.0 && run.latency("max") >= run.latency("p99"));
+    }
+}
+
+#[test]
+fn a_connection_per_request() {
+    let s = servers();
+    for (scheme, addr) in [("fcgi", &s.fcgi), ("fcgi", &s.fcgi_unix), ("ajp", &s.ajp)] {
+        let target = addr.target(scheme, "/hello");
+        let run = closed(&target, &["--no-keepalive", "--expect-body", HELLO]);
+        run.assert_clean(300);
+        assert_eq!(run.json["keepalive"], false);
+    }
+}
+
+#[test]
+fn fastcgi_multiplexing() {
+    let s = servers();
+    let target = s.fcgi.target("fcgi", "/hello");
+    let run = load(&[
+        "-n", "300", "--warmup", "0.1", "-c", "2", "-t", "1", "--mux", "8", "--expect-body", HELLO,
+        &target,
+    ]);
+    run.assert_clean(300);
+    assert_eq!(run.u64("mux"), 8);
+}
+
+#[test]
+fn request_bodies_are_sent_and_echoed() {
+    let s = servers();
+    // 100 000 bytes: several FastCGI STDIN records, GET_BODY_CHUNK rounds in AJP.
+    let body: String = "abcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .cycle()
+        .take(100_000)
+        .collect();
+    for (scheme, addr) in [("fcgi", &s.fcgi), ("scgi", &s.scgi), ("ajp", &s.ajp)] {
+        let target = addr.target(scheme, "/echo");
+        let run = load(&[
+            "-n", "40", "--warmup", "0", "-c", "2", "-t", "1", "-m", "POST", "--body-size",
+            "100000", "--expect-body", &body, &target,
+        ]);
+        run.assert_clean(40);
+        assert!(run.u64("bytes_sent") >= 40 * 100_000, "{target}");
+    }
+}
+
+#[test]
+fn wrong_answers_are_errors_not_successes() {
+    let s = servers();
+    let hello = s.fcgi.target("fcgi", "/hello");
+    let run = closed(&hello, &["--expect-body", "Goodbye"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.u64("requests"), 0);
+    assert_eq!(run.errors("body"), 300);
+    let missing = s.ajp.target("ajp", "/status/503");
+    let run = closed(&missing, &[]);
+    assert_eq!(run.u64("requests"), 0);
+    assert_eq!(run.errors("status"), 300);
+    let run = closed(&missing, &["--expect-status", "503"]);
+    run.assert_clean(300);
+}
+
+#[test]
+fn timeouts_are_counted() {
+    let s = servers();
+    let slow = s.fcgi.target("fcgi", "/sleep?ms=2000");
+    let run = load(&["-d", "1", "--warmup", "0", "-c", "2", "-t", "1", "--timeout", "0.3", &slow]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.u64("requests"), 0);
+    assert!(run.errors("timeout") >= 2, "{}", run.json);
+}
+
+#[test]
+fn exit_status_for_unreachable_and_bad_usage() {
+    let dir = TempDir::new("unreachable");
+    let nobody = Addr::Unix(dir.join("nobody.sock")).target("fcgi", "/");
+    let run = load(&["-d", "0.3", "--warmup", "0", "-c", "1", &nobody]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.errors("connect") > 0);
+    assert!(run.stderr.contains("could never be reached"), "{}", run.stderr);
+    assert_eq!(load(&["--mux", "2", "http://127.0.0.1:1/"]).code, 2);
+    assert_eq!(load(&["ftp://127.0.0.1:1/"]).code, 2);
+}
+
+#[test]
+fn open_loop_keeps_its_rate() {
+    let s = servers();
+    let target = s.fcgi.target("fcgi", "/hello");
+    let run = load(&[
+        "--rate", "400", "-d", "2", "--warmup", "0.3", "-c", "8", "-t", "2", &target,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.total_errors(), 0, "{}", run.json);
+    assert_eq!(run.json["model"], "open");
+    assert_eq!(run.f64("target_rps"), 400.0);
+    let rps = run.f64("rps");
+    // 800 requests are scheduled in the window; allow for the edges of a noisy machine.
+    assert!((340.0..=420.0).contains(&rps), "rps {rps}: {}", run.json);
+}
+
+#[test]
+fn a_stalled_server_shows_as_the_stall_not_the_service_time() {
+    let s = servers();
+    // Every request takes 200 ms; one connection is asked for 20 requests/s. The server can
+    // serve 5/s, so requests queue behind each other: in open loop each latency counts the
+    // time since the request was due, which grows through the run far past 200 ms. A closed
+    // loop (one request at a time) sees only the 200 ms of service time.
+    let target = s.fcgi.target("fcgi", "/sleep?ms=200");
+    let open = load(&["--rate", "20", "-d", "2", "--warmup", "0", "-c", "1", &target]);
+    assert_eq!(open.code, 0, "{}", open.stderr);
+    assert_eq!(open.total_errors(), 0, "{}", open.json);
+    let closed = load(&["-d", "2", "--warmup", "0", "-c", "1", &target]);
+    assert_eq!(closed.total_errors(), 0, "{}", closed.json);
+    let served = closed.latency("p50");
+    assert!((190_000.0..400_000.0).contains(&served), "closed p50 {served}");
+    // After ~2 s the request due at t is served near 4t+0.2 s: the worst waits over a second.
+    let stalled = open.latency("max");
+    assert!(stalled > 1_000_000.0, "open-loop max {stalled} us: {}", open.json);
+    assert!(open.latency("p50") > 2.0 * served, "{}", open.json);
+    assert!(open.f64("rps") < 8.0, "the server could not keep up: {}", open.json);
+}
