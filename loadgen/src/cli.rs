@@ -147,7 +147,9 @@ pub enum UsageError {
 fn seconds(name: &str, value: f64, allow_zero: bool) -> Result<Duration, UsageError> {
     let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
     if !ok {
-        return Err(UsageError::Invalid(format!("--{name} {value}: must be a positive number of seconds")));
+        return Err(UsageError::Invalid(format!(
+            "--{name} {value}: must be a positive number of seconds"
+        )));
     }
     Duration::try_from_secs_f64(value)
         .map_err(|_| UsageError::Invalid(format!("--{name} {value}: out of range")))
@@ -182,7 +184,9 @@ impl Config {
             }
         }
         let stop = match (args.duration, args.requests) {
-            (Some(_), Some(_)) => return invalid("--duration and --requests exclude each other".into()),
+            (Some(_), Some(_)) => {
+                return invalid("--duration and --requests exclude each other".into())
+            }
             (_, Some(0)) => return invalid("--requests must be at least 1".into()),
             (_, Some(n)) => Stop::Requests(n),
             (Some(d), None) => Stop::After(seconds("duration", d, false)?),
@@ -287,15 +291,33 @@ mod tests {
     #[test]
     fn options() {
         let c = config(&[
-            "-c", "4", "--rate", "100.5", "--mux", "8", "-n", "50", "-t", "9", "-H",
-            "X-A: b c", "--param", "SCRIPT_FILENAME=/x.php", "--body-size", "40",
-            "--no-keepalive", "fcgi://127.0.0.1:9000/",
+            "-c",
+            "4",
+            "--rate",
+            "100.5",
+            "--mux",
+            "8",
+            "-n",
+            "50",
+            "-t",
+            "9",
+            "-H",
+            "X-A: b c",
+            "--param",
+            "SCRIPT_FILENAME=/x.php",
+            "--body-size",
+            "40",
+            "--no-keepalive",
+            "fcgi://127.0.0.1:9000/",
         ])
         .unwrap();
         assert_eq!(c.threads, 4, "never more threads than connections");
         assert_eq!(c.stop, Stop::Requests(50));
         assert_eq!(c.headers, [("X-A".to_string(), "b c".to_string())]);
-        assert_eq!(c.params, [("SCRIPT_FILENAME".to_string(), "/x.php".to_string())]);
+        assert_eq!(
+            c.params,
+            [("SCRIPT_FILENAME".to_string(), "/x.php".to_string())]
+        );
         assert_eq!(&c.body[..38], b"abcdefghijklmnopqrstuvwxyz0123456789ab");
         assert!(!c.keepalive);
         assert_eq!(c.model(), "open");

@@ -105,7 +105,10 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
             }
         };
         ctx.stats.borrow_mut().connected = true;
-        match conn.session(&ctx, stream, interval, &mut next_intended).await {
+        match conn
+            .session(&ctx, stream, interval, &mut next_intended)
+            .await
+        {
             SessionEnd::Stop => return,
             SessionEnd::Reconnect => {}
         }
@@ -209,17 +212,18 @@ impl Conn {
                 self.fail_all(ctx, ErrorKind::Protocol);
                 return SessionEnd::Reconnect;
             }
-            let used = match self
-                .reader
-                .read(&self.buf, &ctx.request, &mut self.done, &mut self.out)
-            {
-                Ok(used) => used,
-                Err(_) => {
-                    self.complete(ctx, now);
-                    self.fail_all(ctx, ErrorKind::Protocol);
-                    return SessionEnd::Reconnect;
-                }
-            };
+            let used =
+                match self
+                    .reader
+                    .read(&self.buf, &ctx.request, &mut self.done, &mut self.out)
+                {
+                    Ok(used) => used,
+                    Err(_) => {
+                        self.complete(ctx, now);
+                        self.fail_all(ctx, ErrorKind::Protocol);
+                        return SessionEnd::Reconnect;
+                    }
+                };
             self.buf.drain(..used);
             if !self.out.is_empty() {
                 let ok = stream.write_all(&self.out).await.is_ok();

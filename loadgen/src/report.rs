@@ -128,9 +128,17 @@ pub fn summary(config: &Config, outcome: &Outcome) -> String {
         "ringfast-load {}: {model}, {} connections{}, {} threads, {}",
         config.target,
         config.connections,
-        if config.mux > 1 { format!(" x mux {}", config.mux) } else { String::new() },
+        if config.mux > 1 {
+            format!(" x mux {}", config.mux)
+        } else {
+            String::new()
+        },
         outcome.threads,
-        if config.keepalive { "keep-alive" } else { "a connection per request" },
+        if config.keepalive {
+            "keep-alive"
+        } else {
+            "a connection per request"
+        },
     );
     let _ = writeln!(
         out,
@@ -138,7 +146,12 @@ pub fn summary(config: &Config, outcome: &Outcome) -> String {
         outcome.duration.as_secs_f64(),
         config.warmup.as_secs_f64()
     );
-    let _ = write!(out, "  requests   {} ok, {:.1} req/s", s.requests, rps(outcome));
+    let _ = write!(
+        out,
+        "  requests   {} ok, {:.1} req/s",
+        s.requests,
+        rps(outcome)
+    );
     if let Some(rate) = config.rate {
         let _ = write!(out, " (target {rate})");
     }
@@ -208,7 +221,9 @@ mod tests {
         h.record(123).unwrap();
         h.record(4567).unwrap();
         let text = serialized(&h);
-        let bytes = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
         let back: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
             .deserialize(&mut &bytes[..])
             .unwrap();

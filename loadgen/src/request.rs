@@ -210,14 +210,24 @@ mod tests {
     }
 
     fn var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn variables_from_the_target_headers_and_params() {
         let c = config(&[
-            "-H", "X-Trace-Id: 7", "-H", "Content-Type: text/csv", "--body-size", "3",
-            "--param", "SCRIPT_FILENAME=/srv/a.php", "--param", "EXTRA=1",
+            "-H",
+            "X-Trace-Id: 7",
+            "-H",
+            "Content-Type: text/csv",
+            "--body-size",
+            "3",
+            "--param",
+            "SCRIPT_FILENAME=/srv/a.php",
+            "--param",
+            "EXTRA=1",
             "fcgi://127.0.0.1:9000/a.php?x=1",
         ]);
         let v = cgi_vars(&c);
@@ -236,7 +246,14 @@ mod tests {
 
     #[test]
     fn http_request_bytes() {
-        let c = config(&["-m", "POST", "--body-size", "2", "--no-keepalive", "http://127.0.0.1:8080/p?q"]);
+        let c = config(&[
+            "-m",
+            "POST",
+            "--body-size",
+            "2",
+            "--no-keepalive",
+            "http://127.0.0.1:8080/p?q",
+        ]);
         let e = encode(&c).unwrap();
         assert_eq!(
             String::from_utf8(e.bytes).unwrap(),
@@ -265,7 +282,13 @@ Content-Length: 2\r\nConnection: close\r\n\r\nab"
 
     #[test]
     fn ajp_request_decodes_as_a_forward_request() {
-        let c = config(&["-m", "PUT", "--body-size", "5", "ajp://127.0.0.1:8009/up?k=v"]);
+        let c = config(&[
+            "-m",
+            "PUT",
+            "--body-size",
+            "5",
+            "ajp://127.0.0.1:8009/up?k=v",
+        ]);
         let e = encode(&c).unwrap();
         let ajp::Status::Complete((ajp::ServerPacket::ForwardRequest(fr), used)) =
             ajp::decode_server_packet(&e.bytes, ajp::PacketSize::DEFAULT).unwrap()

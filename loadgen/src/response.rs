@@ -196,7 +196,9 @@ impl Reader {
                 });
                 Ok(())
             }
-            _ => Err(ProtoError("connection closed before the response ended".into())),
+            _ => Err(ProtoError(
+                "connection closed before the response ended".into(),
+            )),
         }
     }
 }
@@ -265,7 +267,11 @@ impl FcgiReader {
             .checked_sub(1)
             .and_then(|i| self.slots.get_mut(i))
             .and_then(Option::as_mut)
-            .ok_or_else(|| ProtoError(format!("record for request id {id}, which is not in flight")))
+            .ok_or_else(|| {
+                ProtoError(format!(
+                    "record for request id {id}, which is not in flight"
+                ))
+            })
     }
 }
 
@@ -517,7 +523,12 @@ mod tests {
                 let done = run(&mut http(Some(b"hello")), wire, piece).unwrap();
                 assert_eq!(
                     done,
-                    [Done { id: 1, status: 200, body_ok: true, reuse: true }],
+                    [Done {
+                        id: 1,
+                        status: 200,
+                        body_ok: true,
+                        reuse: true
+                    }],
                     "piece {piece} of {:?}",
                     String::from_utf8_lossy(wire)
                 );
@@ -529,7 +540,15 @@ mod tests {
     fn http_wrong_body_and_close() {
         let wire = b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 3\r\n\r\nnop";
         let done = run(&mut http(Some(b"hello")), wire, 7).unwrap();
-        assert_eq!(done, [Done { id: 1, status: 404, body_ok: false, reuse: false }]);
+        assert_eq!(
+            done,
+            [Done {
+                id: 1,
+                status: 404,
+                body_ok: false,
+                reuse: false
+            }]
+        );
     }
 
     #[test]
@@ -539,7 +558,15 @@ mod tests {
         assert!(done.is_empty());
         let mut done = Vec::new();
         r.eof(&mut done).unwrap();
-        assert_eq!(done, [Done { id: 1, status: 200, body_ok: true, reuse: false }]);
+        assert_eq!(
+            done,
+            [Done {
+                id: 1,
+                status: 200,
+                body_ok: true,
+                reuse: false
+            }]
+        );
     }
 
     #[test]
@@ -554,7 +581,12 @@ mod tests {
         r.start(2, &encoded());
         let mut wire = Vec::new();
         fcgi::encode_stream(&mut wire, fcgi::rtype::STDOUT, 2, b"Status: 201\r\n\r\nok");
-        fcgi::encode_stream(&mut wire, fcgi::rtype::STDOUT, 1, b"Content-Type: a\r\n\r\nno");
+        fcgi::encode_stream(
+            &mut wire,
+            fcgi::rtype::STDOUT,
+            1,
+            b"Content-Type: a\r\n\r\nno",
+        );
         fcgi::encode_end_request(&mut wire, 2, 0, 0);
         fcgi::encode_end_request(&mut wire, 1, 0, 0);
         for piece in [1, 5, wire.len()] {
@@ -565,8 +597,18 @@ mod tests {
             assert_eq!(
                 done,
                 [
-                    Done { id: 2, status: 201, body_ok: true, reuse: true },
-                    Done { id: 1, status: 200, body_ok: false, reuse: true },
+                    Done {
+                        id: 2,
+                        status: 201,
+                        body_ok: true,
+                        reuse: true
+                    },
+                    Done {
+                        id: 1,
+                        status: 200,
+                        body_ok: false,
+                        reuse: true
+                    },
                 ]
             );
         }
@@ -589,10 +631,20 @@ mod tests {
     fn scgi_ends_with_the_connection() {
         let mut r = Reader::new(Protocol::Scgi, 1, false, Some(Rc::from(&b"hi"[..])));
         r.start(1, &encoded());
-        assert!(run(&mut r, b"Status: 200 OK\r\n\r\nhi", 3).unwrap().is_empty());
+        assert!(run(&mut r, b"Status: 200 OK\r\n\r\nhi", 3)
+            .unwrap()
+            .is_empty());
         let mut done = Vec::new();
         r.eof(&mut done).unwrap();
-        assert_eq!(done, [Done { id: 1, status: 200, body_ok: true, reuse: false }]);
+        assert_eq!(
+            done,
+            [Done {
+                id: 1,
+                status: 200,
+                body_ok: true,
+                reuse: false
+            }]
+        );
     }
 
     #[test]
@@ -602,12 +654,21 @@ mod tests {
         req.body = b"0123456789".to_vec();
         req.ajp_first_sent = 4;
         r.start(1, &req);
-        let wire = b"AB\x00\x03\x06\x1f\xfaAB\x00\x08\x04\x00\xc8\x00\x00\x00\x00\x00AB\x00\x02\x05\x01";
+        let wire =
+            b"AB\x00\x03\x06\x1f\xfaAB\x00\x08\x04\x00\xc8\x00\x00\x00\x00\x00AB\x00\x02\x05\x01";
         let mut done = Vec::new();
         let mut out = Vec::new();
         let used = r.read(wire, &req, &mut done, &mut out).unwrap();
         assert_eq!(used, wire.len());
         assert_eq!(out, b"\x12\x34\x00\x08\x00\x06456789");
-        assert_eq!(done, [Done { id: 1, status: 200, body_ok: true, reuse: true }]);
+        assert_eq!(
+            done,
+            [Done {
+                id: 1,
+                status: 200,
+                body_ok: true,
+                reuse: true
+            }]
+        );
     }
 }

@@ -246,7 +246,10 @@ fn load_thread(
     local.block_on(&runtime, async move {
         let mut tasks = Vec::new();
         for index in (thread..connections).step_by(threads) {
-            tasks.push(tokio::task::spawn_local(conn::run(Rc::clone(&watcher_ctx), index)));
+            tasks.push(tokio::task::spawn_local(conn::run(
+                Rc::clone(&watcher_ctx),
+                index,
+            )));
         }
         // Stop at the end of the window, or when another thread reached --requests.
         loop {
@@ -277,14 +280,22 @@ fn progress_line<T>(shared: &Shared, plan: &Plan, handles: &[std::thread::JoinHa
         if now.duration_since(last.0) < Duration::from_secs(1) {
             continue;
         }
-        let ok: u64 = shared.progress.iter().map(|p| p.ok.load(Ordering::Relaxed)).sum();
+        let ok: u64 = shared
+            .progress
+            .iter()
+            .map(|p| p.ok.load(Ordering::Relaxed))
+            .sum();
         let errors: u64 = shared
             .progress
             .iter()
             .map(|p| p.errors.load(Ordering::Relaxed))
             .sum();
         let rate = (ok - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
-        let phase = if now < plan.measure_start { "warm-up" } else { "measuring" };
+        let phase = if now < plan.measure_start {
+            "warm-up"
+        } else {
+            "measuring"
+        };
         let elapsed = now.saturating_duration_since(plan.start).as_secs_f64();
         let _ = write!(
             stderr,

@@ -102,7 +102,8 @@ impl Stats {
     /// Records a successful request of `latency_us`.
     pub fn record(&mut self, latency_us: u64) {
         self.requests += 1;
-        self.latency.saturating_record(latency_us.clamp(1, MAX_LATENCY_US));
+        self.latency
+            .saturating_record(latency_us.clamp(1, MAX_LATENCY_US));
     }
 
     /// Adds another thread's statistics.

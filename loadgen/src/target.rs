@@ -76,7 +76,9 @@ pub struct Target {
 #[non_exhaustive]
 pub enum TargetError {
     /// No `scheme:`.
-    #[error("target {0:?} has no scheme (expected fcgi://, scgi://, ajp://, http:// or SCHEME+unix:)")]
+    #[error(
+        "target {0:?} has no scheme (expected fcgi://, scgi://, ajp://, http:// or SCHEME+unix:)"
+    )]
     NoScheme(String),
     /// A scheme other than the eight known ones.
     #[error("unknown target scheme {0:?}")]
@@ -152,7 +154,9 @@ impl Target {
 
 fn parse_tcp(rest: &str) -> Result<(Endpoint, &str), TargetError> {
     let bad = |why: &str| TargetError::BadAddress(rest.to_string(), why.to_string());
-    let rest = rest.strip_prefix("//").ok_or_else(|| bad("expected //HOST:PORT"))?;
+    let rest = rest
+        .strip_prefix("//")
+        .ok_or_else(|| bad("expected //HOST:PORT"))?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path_query) = rest.split_at(end);
     let (host, port) = authority
@@ -251,10 +255,25 @@ mod tests {
 
     #[test]
     fn refused_targets() {
-        assert!(matches!(Target::parse("hello"), Err(TargetError::NoScheme(_))));
-        assert!(matches!(Target::parse("ftp://a:1/"), Err(TargetError::UnknownScheme(_))));
-        assert!(matches!(Target::parse("fcgi://127.0.0.1/"), Err(TargetError::BadAddress(..))));
-        assert!(matches!(Target::parse("fcgi://127.0.0.1:x/"), Err(TargetError::BadAddress(..))));
-        assert!(matches!(Target::parse("fcgi+unix:rel.sock:/"), Err(TargetError::RelativeSocket(_))));
+        assert!(matches!(
+            Target::parse("hello"),
+            Err(TargetError::NoScheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("ftp://a:1/"),
+            Err(TargetError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("fcgi://127.0.0.1/"),
+            Err(TargetError::BadAddress(..))
+        ));
+        assert!(matches!(
+            Target::parse("fcgi://127.0.0.1:x/"),
+            Err(TargetError::BadAddress(..))
+        ));
+        assert!(matches!(
+            Target::parse("fcgi+unix:rel.sock:/"),
+            Err(TargetError::RelativeSocket(_))
+        ));
     }
 }

@@ -86,7 +86,18 @@ fn fastcgi_multiplexing() {
     let s = servers();
     let target = s.fcgi.target("fcgi", "/hello");
     let run = load(&[
-        "-n", "300", "--warmup", "0.1", "-c", "2", "-t", "1", "--mux", "8", "--expect-body", HELLO,
+        "-n",
+        "300",
+        "--warmup",
+        "0.1",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--mux",
+        "8",
+        "--expect-body",
+        HELLO,
         &target,
     ]);
     run.assert_clean(300);
@@ -105,8 +116,21 @@ fn request_bodies_are_sent_and_echoed() {
     for (scheme, addr) in [("fcgi", &s.fcgi), ("scgi", &s.scgi), ("ajp", &s.ajp)] {
         let target = addr.target(scheme, "/echo");
         let run = load(&[
-            "-n", "40", "--warmup", "0", "-c", "2", "-t", "1", "-m", "POST", "--body-size",
-            "100000", "--expect-body", &body, &target,
+            "-n",
+            "40",
+            "--warmup",
+            "0",
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-m",
+            "POST",
+            "--body-size",
+            "100000",
+            "--expect-body",
+            &body,
+            &target,
         ]);
         run.assert_clean(40);
         assert!(run.u64("bytes_sent") >= 40 * 100_000, "{target}");
@@ -133,7 +157,19 @@ fn wrong_answers_are_errors_not_successes() {
 fn timeouts_are_counted() {
     let s = servers();
     let slow = s.fcgi.target("fcgi", "/sleep?ms=2000");
-    let run = load(&["-d", "1", "--warmup", "0", "-c", "2", "-t", "1", "--timeout", "0.3", &slow]);
+    let run = load(&[
+        "-d",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--timeout",
+        "0.3",
+        &slow,
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.u64("requests"), 0);
     assert!(run.errors("timeout") >= 2, "{}", run.json);
@@ -146,7 +182,11 @@ fn exit_status_for_unreachable_and_bad_usage() {
     let run = load(&["-d", "0.3", "--warmup", "0", "-c", "1", &nobody]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.errors("connect") > 0);
-    assert!(run.stderr.contains("could never be reached"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("could never be reached"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(load(&["--mux", "2", "http://127.0.0.1:1/"]).code, 2);
     assert_eq!(load(&["ftp://127.0.0.1:1/"]).code, 2);
 }
@@ -175,16 +215,29 @@ fn a_stalled_server_shows_as_the_stall_not_the_service_time() {
     // time since the request was due, which grows through the run far past 200 ms. A closed
     // loop (one request at a time) sees only the 200 ms of service time.
     let target = s.fcgi.target("fcgi", "/sleep?ms=200");
-    let open = load(&["--rate", "20", "-d", "2", "--warmup", "0", "-c", "1", &target]);
+    let open = load(&[
+        "--rate", "20", "-d", "2", "--warmup", "0", "-c", "1", &target,
+    ]);
     assert_eq!(open.code, 0, "{}", open.stderr);
     assert_eq!(open.total_errors(), 0, "{}", open.json);
     let closed = load(&["-d", "2", "--warmup", "0", "-c", "1", &target]);
     assert_eq!(closed.total_errors(), 0, "{}", closed.json);
     let served = closed.latency("p50");
-    assert!((190_000.0..400_000.0).contains(&served), "closed p50 {served}");
+    assert!(
+        (190_000.0..400_000.0).contains(&served),
+        "closed p50 {served}"
+    );
     // After ~2 s the request due at t is served near 4t+0.2 s: the worst waits over a second.
     let stalled = open.latency("max");
-    assert!(stalled > 1_000_000.0, "open-loop max {stalled} us: {}", open.json);
+    assert!(
+        stalled > 1_000_000.0,
+        "open-loop max {stalled} us: {}",
+        open.json
+    );
     assert!(open.latency("p50") > 2.0 * served, "{}", open.json);
-    assert!(open.f64("rps") < 8.0, "the server could not keep up: {}", open.json);
+    assert!(
+        open.f64("rps") < 8.0,
+        "the server could not keep up: {}",
+        open.json
+    );
 }

@@ -46,11 +46,31 @@ fn keepalive_and_a_connection_per_request_over_tcp_and_unix() {
 fn static_files_and_chunked_bodies() {
     let (_dir, nginx) = nginx();
     let file = nginx.tcp.target("http", "/static.txt");
-    load(&["-n", "200", "--warmup", "0", "-c", "2", "--expect-body", "a static file\n", &file])
-        .assert_clean(200);
+    load(&[
+        "-n",
+        "200",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "--expect-body",
+        "a static file\n",
+        &file,
+    ])
+    .assert_clean(200);
     let chunked = nginx.tcp.target("http", "/ssi/page.html");
-    load(&["-n", "200", "--warmup", "0", "-c", "2", "--expect-body", "<p>chunked</p>\n", &chunked])
-        .assert_clean(200);
+    load(&[
+        "-n",
+        "200",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "--expect-body",
+        "<p>chunked</p>\n",
+        &chunked,
+    ])
+    .assert_clean(200);
 }
 
 #[test]
@@ -60,6 +80,16 @@ fn unexpected_status_is_an_error() {
     let run = load(&["-n", "100", "--warmup", "0", "-c", "2", &gone]);
     assert_eq!(run.u64("requests"), 0);
     assert_eq!(run.errors("status"), 100, "{}", run.json);
-    load(&["-n", "100", "--warmup", "0", "-c", "2", "--expect-status", "410", &gone])
-        .assert_clean(100);
+    load(&[
+        "-n",
+        "100",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "--expect-status",
+        "410",
+        &gone,
+    ])
+    .assert_clean(100);
 }

@@ -11,7 +11,10 @@ fn php(dir: &TempDir, addr: Addr) -> PhpFpm {
         "www/echo.php",
         "<?php header('Content-Type: application/octet-stream'); echo file_get_contents('php://input');\n",
     );
-    dir.write("www/teapot.php", "<?php http_response_code(418); echo \"short and stout\";\n");
+    dir.write(
+        "www/teapot.php",
+        "<?php http_response_code(418); echo \"short and stout\";\n",
+    );
     PhpFpm::start(dir, addr)
 }
 
@@ -36,7 +39,13 @@ fn hello_over_tcp_and_unix_with_and_without_keepalive() {
             if !keepalive {
                 args.push("--no-keepalive");
             }
-            args.extend(["--param", &param, "--expect-body", "hello from php\n", &target]);
+            args.extend([
+                "--param",
+                &param,
+                "--expect-body",
+                "hello from php\n",
+                &target,
+            ]);
             let run = load(&args);
             run.assert_clean(200);
             assert_eq!(run.json["transport"], if unix { "unix" } else { "tcp" });
@@ -56,18 +65,44 @@ fn request_bodies_and_statuses() {
     let echo = fpm.addr.target("fcgi", "/echo.php");
     let param = script(&dir, "echo.php");
     load(&[
-        "-n", "50", "--warmup", "0", "-c", "2", "-m", "POST", "--body-size", "70000", "--param",
-        &param, "--expect-body", &body, &echo,
+        "-n",
+        "50",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-m",
+        "POST",
+        "--body-size",
+        "70000",
+        "--param",
+        &param,
+        "--expect-body",
+        &body,
+        &echo,
     ])
     .assert_clean(50);
 
     let teapot = fpm.addr.target("fcgi", "/teapot.php");
     let param = script(&dir, "teapot.php");
-    let run = load(&["-n", "50", "--warmup", "0", "-c", "2", "--param", &param, &teapot]);
+    let run = load(&[
+        "-n", "50", "--warmup", "0", "-c", "2", "--param", &param, &teapot,
+    ]);
     assert_eq!(run.errors("status"), 50, "{}", run.json);
     load(&[
-        "-n", "50", "--warmup", "0", "-c", "2", "--param", &param, "--expect-status", "418",
-        "--expect-body", "short and stout", &teapot,
+        "-n",
+        "50",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "--param",
+        &param,
+        "--expect-status",
+        "418",
+        "--expect-body",
+        "short and stout",
+        &teapot,
     ])
     .assert_clean(50);
 }

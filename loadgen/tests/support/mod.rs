@@ -30,10 +30,8 @@ impl TempDir {
     /// `ringfast-load-<label>-<pid>-<n>` under the system temp directory.
     pub fn new(label: &str) -> TempDir {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ringfast-load-{label}-{}-{n}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("ringfast-load-{label}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create temp dir");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
@@ -145,7 +143,11 @@ impl Proc {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("{} exited ({st}) before listening:\n{}", self.name, self.log());
+                panic!(
+                    "{} exited ({st}) before listening:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             if addr.accepts() {
                 return;
@@ -203,7 +205,10 @@ pub fn ringfast_bin() -> PathBuf {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p engine --bin ringfast failed");
+        assert!(
+            status.success(),
+            "cargo build -p engine --bin ringfast failed"
+        );
     }
     bin
 }
@@ -392,7 +397,11 @@ pm.max_children = 2
         );
         let conf_path = dir.write("php-fpm.conf", conf);
         let mut cmd = Command::new(Self::BIN);
-        cmd.arg("-F").arg("-y").arg(&conf_path).arg("-p").arg(&dir.0);
+        cmd.arg("-F")
+            .arg("-y")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&dir.0);
         if is_root() {
             cmd.arg("-R");
         }

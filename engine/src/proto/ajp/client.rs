@@ -165,7 +165,8 @@ mod tests {
 
     /// A 200 with `Content-Type: text/plain`, body "hi", END_RESPONSE reuse, as ringfast and
     /// Tomcat send it.
-    const RESPONSE: &[u8] = b"AB\x00\x19\x04\x00\xc8\x00\x02OK\x00\x00\x01\xa0\x01\x00\x0atext/plain\x00\
+    const RESPONSE: &[u8] =
+        b"AB\x00\x19\x04\x00\xc8\x00\x02OK\x00\x00\x01\xa0\x01\x00\x0atext/plain\x00\
 AB\x00\x06\x03\x00\x02hi\x00\
 AB\x00\x02\x05\x01";
 
@@ -179,7 +180,13 @@ AB\x00\x02\x05\x01";
                 ResponseEvent::Headers(h) => {
                     let headers: Vec<String> = h
                         .headers()
-                        .map(|(n, v)| format!("{}={}", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+                        .map(|(n, v)| {
+                            format!(
+                                "{}={}",
+                                String::from_utf8_lossy(n),
+                                String::from_utf8_lossy(v)
+                            )
+                        })
                         .collect();
                     format!("headers {} {}", h.status(), headers.join(","))
                 }
@@ -204,7 +211,11 @@ AB\x00\x02\x05\x01";
     fn partial_at_every_cut() {
         for cut in 0..0x1d {
             let mut reader = ResponseReader::new(S);
-            assert_eq!(reader.decode(&RESPONSE[..cut]), Ok(Status::Partial), "cut {cut}");
+            assert_eq!(
+                reader.decode(&RESPONSE[..cut]),
+                Ok(Status::Partial),
+                "cut {cut}"
+            );
         }
     }
 

@@ -117,7 +117,8 @@ impl ResponseReader {
             match decode_response_head(data, self.max_head)? {
                 Status::Complete(head) => {
                     let status = head.status();
-                    let content_length = head.get(b"Content-Length").map(parse_length).transpose()?;
+                    let content_length =
+                        head.get(b"Content-Length").map(parse_length).transpose()?;
                     let rest = data.get(head.consumed()..).unwrap_or_default();
                     self.phase = Phase::Body {
                         status,
@@ -263,10 +264,14 @@ mod tests {
     #[test]
     fn complete_once_content_length_is_reached() {
         let mut reader = ResponseReader::new(DEFAULT_MAX_RESPONSE_HEAD);
-        reader.feed(&RESPONSE[..RESPONSE.len() - 1], |_| {}).unwrap();
+        reader
+            .feed(&RESPONSE[..RESPONSE.len() - 1], |_| {})
+            .unwrap();
         assert!(!reader.is_complete());
         assert_eq!(reader.status(), Some(201));
-        reader.feed(&RESPONSE[RESPONSE.len() - 1..], |_| {}).unwrap();
+        reader
+            .feed(&RESPONSE[RESPONSE.len() - 1..], |_| {})
+            .unwrap();
         assert!(reader.is_complete());
         reader.reset();
         assert_eq!(reader.status(), None);
@@ -302,7 +307,10 @@ mod tests {
             Err(ReadError::BodyTooLong { declared: 2 })
         );
         let wire = b"Content-Length: x\r\n\r\n";
-        assert_eq!(read_in_pieces(wire, 3).0, Err(ReadError::InvalidContentLength));
+        assert_eq!(
+            read_in_pieces(wire, 3).0,
+            Err(ReadError::InvalidContentLength)
+        );
     }
 
     #[test]
@@ -313,6 +321,9 @@ mod tests {
         );
         let mut reader = ResponseReader::new(16);
         let r = reader.feed(b"X-Long: aaaaaaaaaaaaaaaaaaaa", |_| {});
-        assert_eq!(r, Err(ReadError::Head(ResponseError::HeadTooLarge { max: 16 })));
+        assert_eq!(
+            r,
+            Err(ReadError::Head(ResponseError::HeadTooLarge { max: 16 }))
+        );
     }
 }
