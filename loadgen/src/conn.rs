@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::time::sleep_until;
 
 use crate::response::{Done, Reader};
 use crate::run::ThreadCtx;
@@ -87,6 +86,7 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
         ),
         inflight: vec![None; cfg.mux],
         request: ctx.request.bytes.clone(),
+        wbuf: Vec::new(),
         buf: Vec::with_capacity(READ_CHUNK),
         out: Vec::new(),
         done: Vec::new(),
@@ -119,6 +119,7 @@ struct Conn {
     reader: Reader,
     inflight: Vec<Option<InFlight>>,
     request: Vec<u8>,
+    wbuf: Vec<u8>,
     buf: Vec<u8>,
     out: Vec<u8>,
     done: Vec<Done>,
@@ -144,12 +145,17 @@ impl Conn {
     ) -> SessionEnd {
         let cfg = &ctx.config;
         self.buf.clear();
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        let timer = tokio::time::sleep_until(far.into());
+        tokio::pin!(timer);
         loop {
             // Send every request that is due, while a slot is free.
             let now = Instant::now();
             if ctx.stopped(now) {
                 return SessionEnd::Stop;
             }
+            // Every due request goes out in one write.
+            self.wbuf.clear();
             while let Some(free) = self.inflight.iter().position(Option::is_none) {
                 let intended = match interval {
                     Some(step) if *next_intended <= now => {
@@ -164,34 +170,51 @@ impl Conn {
                 if let Some(slots) = &ctx.request.fcgi_slots {
                     slots.apply(&mut self.request, id);
                 }
+                self.wbuf.extend_from_slice(&self.request);
                 self.reader.start(id, &ctx.request);
-                if stream.write_all(&self.request).await.is_err() {
-                    ctx.error(ErrorKind::Protocol, Instant::now());
+                self.inflight[free] = Some(InFlight {
+                    intended,
+                    sent: now,
+                });
+            }
+            if !self.wbuf.is_empty() {
+                if stream.write_all(&self.wbuf).await.is_err() {
                     self.fail_all(ctx, ErrorKind::Protocol);
                     return SessionEnd::Reconnect;
                 }
-                let sent = Instant::now();
-                ctx.sent(self.request.len(), sent);
-                self.inflight[free] = Some(InFlight { intended, sent });
+                ctx.sent(self.wbuf.len(), now);
             }
-            // Wait for a response, the next send time, a timeout or the end of the run.
+            // Wait for a response, the next send time, a timeout or the end of the run. One
+            // timer serves all three; it is only moved earlier, so a request answered in time
+            // costs no timer update (when it fires early, the loop re-arms it).
             let oldest = self.inflight.iter().flatten().map(|f| f.sent).min();
             let deadline = oldest.map(|t| t + cfg.timeout);
             let can_send = interval.is_some() && self.inflight.iter().any(Option::is_none);
-            let far = now + Duration::from_secs(3600);
+            let wake = [can_send.then_some(*next_intended), deadline, ctx.plan.end]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(far);
+            if wake < timer.deadline().into_std() {
+                timer.as_mut().reset(wake.into());
+            }
             self.buf.reserve(READ_CHUNK);
             let read = tokio::select! {
                 r = stream.read_buf(&mut self.buf) => Some(r),
-                () = sleep_until((*next_intended).into()), if can_send => None,
-                () = sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() => {
+                () = &mut timer => None,
+            };
+            let Some(read) = read else {
+                timer.as_mut().reset(far.into());
+                let now = Instant::now();
+                if ctx.stopped(now) {
+                    return SessionEnd::Stop;
+                }
+                if deadline.is_some_and(|d| now >= d) {
                     self.fail_all(ctx, ErrorKind::Timeout);
                     return SessionEnd::Reconnect;
                 }
-                () = sleep_until(ctx.plan.end.unwrap_or(far).into()), if ctx.plan.end.is_some() => {
-                    return SessionEnd::Stop;
-                }
+                continue;
             };
-            let Some(read) = read else { continue };
             let now = Instant::now();
             let n = match read {
                 Ok(n) => n,
