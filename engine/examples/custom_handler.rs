@@ -54,7 +54,7 @@ impl Handler for Greeter {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::parse();
-    engine::logging::init(&config.log_level);
+    engine::logging::init(&config.log_level, false);
     let server = Server::bind(config)?;
     signals::install(server.stop_handle())?;
     server.run(|worker| Greeter {

@@ -16,6 +16,9 @@ pub enum ListenAddr {
     Tcp(SocketAddr),
     /// `unix:PATH`.
     Unix(PathBuf),
+    /// `fd:N`: a listening socket inherited as descriptor N (a web server that spawns the
+    /// application passes it as descriptor 0, FCGI_LISTENSOCK_FILENO).
+    Fd(i32),
 }
 
 impl FromStr for ListenAddr {
@@ -27,6 +30,14 @@ impl FromStr for ListenAddr {
                 return Err("unix: needs a path, as in unix:/run/app.sock".into());
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Some(n) = s.strip_prefix("fd:") {
+            return n
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(ListenAddr::Fd)
+                .ok_or_else(|| format!("{s:?}: fd: needs a descriptor number, as in fd:0"));
         }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(ListenAddr::Tcp(addr));
@@ -45,6 +56,7 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Fd(n) => write!(f, "fd:{n}"),
         }
     }
 }
@@ -70,8 +82,10 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ringfast", version, about)]
 pub struct Config {
-    /// FastCGI listener: HOST:PORT, [V6]:PORT or unix:PATH. Repeatable.
-    /// Default: 127.0.0.1:9000 when no listener is given.
+    /// FastCGI listener: HOST:PORT, [V6]:PORT, unix:PATH or fd:N (an inherited listening
+    /// socket). Repeatable. Default when no listener is given: descriptor 0 if it is a listening
+    /// socket (spawned by a web server: lighttpd bin-path, mod_fcgid, cgi-fcgi -start), else
+    /// 127.0.0.1:9000.
     #[arg(long = "fastcgi", value_name = "ADDR")]
     pub fastcgi: Vec<ListenAddr>,
 
@@ -115,6 +129,38 @@ pub struct Config {
     /// Pin worker i to CPU i (modulo the CPU count).
     #[arg(long)]
     pub pin: bool,
+
+    /// Recycle a worker process after it has served about N requests (flup's maxrequests,
+    /// uWSGI's max-requests): it stops accepting, finishes what it has, exits, and the
+    /// supervisor starts a fresh one. Runs a supervisor even with --processes 1.
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+
+    /// Reload the application when this file's modification time changes (`touch FILE`), as
+    /// the spawned-FastCGI setups of the seed guide do: new worker processes start and the old
+    /// ones finish their requests; no request is refused. SIGHUP does the same. Runs a
+    /// supervisor even with --processes 1.
+    #[arg(long, value_name = "FILE")]
+    pub touch_reload: Option<PathBuf>,
+
+    /// Write the process id (the supervisor's, when there is one) to FILE after binding;
+    /// removed on exit. `kill $(cat FILE)` stops the server gracefully.
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Run in the background once the listeners are bound (flup's daemonize): new session, no
+    /// terminal, log to --log-file (else discarded), pidfile rewritten with the daemon's pid.
+    #[arg(long)]
+    pub daemonize: bool,
+
+    /// Append the log (stdout and stderr) to FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// File mode creation mask (octal), applied at start: it governs the files the application
+    /// creates. Unix sockets get --socket-mode regardless.
+    #[arg(long, value_name = "MASK", value_parser = parse_mode)]
+    pub umask: Option<u32>,
 
     /// Worker processes (prefork). Each process runs `--workers` threads on the same listeners;
     /// a process that dies is replaced. Use more than one for applications that need separate
@@ -191,19 +237,45 @@ impl Config {
     }
 
     /// The FastCGI listeners, with the default applied (only when no listener of any protocol
-    /// was given).
+    /// was given): descriptor 0 when it is a listening socket, else 127.0.0.1:9000.
     pub fn fastcgi_listeners(&self) -> Vec<ListenAddr> {
         if self.fastcgi.is_empty() && self.scgi.is_empty() && self.ajp.is_empty() {
+            if stdin_is_listening_socket() {
+                return vec![ListenAddr::Fd(0)];
+            }
             vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 9000)))]
         } else {
             self.fastcgi.clone()
         }
     }
 
+    /// Whether a supervisor process runs: prefork, recycling or reloading need one.
+    pub fn supervised(&self) -> bool {
+        self.processes > 1 || self.max_requests.is_some() || self.touch_reload.is_some()
+    }
+
     /// Defaults, as if run with no arguments (for embedding and tests).
     pub fn defaults() -> Self {
         Config::parse_from(["ringfast"])
     }
+}
+
+/// Whether descriptor 0 is a listening socket (FCGI_LISTENSOCK_FILENO: the web server spawned
+/// this process and passes the socket to accept on).
+fn stdin_is_listening_socket() -> bool {
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one int we own; on a descriptor that is not a socket it fails.
+    let rc = unsafe {
+        libc::getsockopt(
+            0,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && listening != 0
 }
 
 #[cfg(test)]
@@ -225,6 +297,10 @@ mod tests {
             ListenAddr::Unix("/tmp/a.sock".into())
         );
         assert!("unix:".parse::<ListenAddr>().is_err());
+        assert_eq!("fd:0".parse::<ListenAddr>().unwrap(), ListenAddr::Fd(0));
+        assert_eq!(ListenAddr::Fd(3).to_string(), "fd:3");
+        assert!("fd:".parse::<ListenAddr>().is_err());
+        assert!("fd:-1".parse::<ListenAddr>().is_err());
         assert!("nonsense".parse::<ListenAddr>().is_err());
     }
 

@@ -2,14 +2,44 @@
 
 use clap::Parser;
 use engine::config::Config;
-use engine::server::{signals, Server};
+use engine::server::daemon::Daemonized;
+use engine::server::{signals, Forked, Server};
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    engine::logging::init(&config.log_level);
+    // A daemon redirects its output itself, after the fork; bind errors still reach the terminal.
+    if let Some(path) = config.log_file.as_ref().filter(|_| !config.daemonize) {
+        if let Err(e) = engine::server::daemon::redirect_output(path) {
+            eprintln!("ringfast: cannot open the log file {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let plain = config.daemonize || config.log_file.is_some();
+    engine::logging::init(&config.log_level, plain);
     let app = config.app;
-    let server = match Server::bind(config) {
+    let mut server = match Server::bind(config) {
         Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match server.daemonize() {
+        Ok(Daemonized::Parent { pid }) => {
+            println!("ringfast: running in the background as pid {pid}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Ok(Daemonized::Daemon) => {}
+        Err(e) => {
+            tracing::error!("cannot daemonize: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    // With --processes N, the supervisor stays here until it stops; each worker process goes on.
+    let server = match server.fork_processes() {
+        Ok(Forked::Serve(s)) => *s,
+        Ok(Forked::Exit(0)) => return std::process::ExitCode::SUCCESS,
+        Ok(Forked::Exit(_)) => return std::process::ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e}");
             return std::process::ExitCode::FAILURE;

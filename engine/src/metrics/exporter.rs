@@ -233,6 +233,11 @@ impl Exporter {
             .expect("a bound listener has an address")
     }
 
+    /// The bound listener, for a prefork supervisor that serves the merged page itself.
+    pub(crate) fn into_listener(self) -> TcpListener {
+        self.listener
+    }
+
     /// The registry workers register with.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -256,7 +261,7 @@ fn serve(listener: TcpListener, registry: Registry) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = answer(stream, &registry) {
+                if let Err(e) = answer_http(stream, &mut || registry.render()) {
                     tracing::debug!(error = %e, "metrics request failed");
                 }
             }
@@ -305,7 +310,12 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
-fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
+/// Answers one HTTP request on the metrics endpoint: `/metrics` with the page `render` gives,
+/// `/` with a pointer to it, an error status otherwise.
+pub(crate) fn answer_http(
+    mut stream: TcpStream,
+    render: &mut dyn FnMut() -> String,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut head = Vec::with_capacity(1024);
@@ -328,7 +338,7 @@ fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
     }
     match route(&head) {
         Route::Metrics { head_only } => {
-            let body = registry.render();
+            let body = render();
             respond(
                 &mut stream,
                 "200 OK",

@@ -21,6 +21,7 @@
 //! `docs/metrics.md` describes every metric for users.
 
 mod exporter;
+mod merge;
 mod process;
 
 use std::rc::Rc;
@@ -28,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 
+pub(crate) use exporter::answer_http;
 pub use exporter::{Endpoint, Exporter, Registry, DEFAULT_ADDR};
+pub use merge::Merger;
 
 use crate::server::Protocol;
 
@@ -56,8 +59,16 @@ pub mod names {
     pub const LIMIT_REJECTIONS: &str = "ringfast_limit_rejections_total";
     /// Gauge (always 1): version, git revision and I/O backend as labels.
     pub const BUILD_INFO: &str = "ringfast_build_info";
-    /// Gauge: worker threads started.
+    /// Gauge: worker threads started (in all worker processes).
     pub const WORKERS: &str = "ringfast_workers";
+    /// Gauge (supervisor only): worker processes ready.
+    pub const WORKER_PROCESSES: &str = "ringfast_worker_processes";
+    /// Counter (supervisor only): worker processes replaced after dying.
+    pub const PROCESS_RESTARTS: &str = "ringfast_process_restarts_total";
+    /// Counter (supervisor only): worker processes recycled after `--max-requests`.
+    pub const PROCESS_RECYCLES: &str = "ringfast_process_recycles_total";
+    /// Counter (supervisor only): reloads (`--touch-reload`, SIGHUP).
+    pub const RELOADS: &str = "ringfast_reloads_total";
     /// Counter (process): user and system CPU time, in seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge (process): resident memory, in bytes.
@@ -70,6 +81,46 @@ pub mod names {
     pub const PROCESS_MAX_FDS: &str = "process_max_fds";
     /// Gauge (process): start time since the Unix epoch, in seconds.
     pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+}
+
+/// The supervisor's own part of the merged `/metrics` page: the worker processes ready, the
+/// replacements, recycles and reloads so far, and the supervisor's process figures (summed with
+/// the worker processes' by the merge, so `process_*` cover the whole service).
+pub fn supervisor_page(ready: usize, restarts: u64, recycles: u64, reloads: u64) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, &str, f64); 4] = [
+        (
+            names::WORKER_PROCESSES,
+            "gauge",
+            "Worker processes ready (supervisor).",
+            ready as f64,
+        ),
+        (
+            names::PROCESS_RESTARTS,
+            "counter",
+            "Worker processes replaced after dying.",
+            restarts as f64,
+        ),
+        (
+            names::PROCESS_RECYCLES,
+            "counter",
+            "Worker processes recycled after --max-requests.",
+            recycles as f64,
+        ),
+        (
+            names::RELOADS,
+            "counter",
+            "Reloads (--touch-reload, SIGHUP).",
+            reloads as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n\n"
+        ));
+    }
+    process::render(&mut out);
+    out
 }
 
 /// Label names. Every label takes a value from a fixed, small set: never a path or a URI.
@@ -104,8 +155,9 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision built (`git rev-parse` at build time, or `unknown`).
 pub const REVISION: &str = env!("RINGFAST_GIT_REVISION");
-/// The I/O backend, as `ringfast_build_info{io_backend}` reports it.
-pub const IO_BACKEND: &str = "tokio-uring";
+/// The I/O backends, as `ringfast_build_info{io_backend}` reports them: FastCGI on tokio-uring,
+/// SCGI and AJP13 on tokio's epoll reactor.
+pub const IO_BACKEND: &str = "tokio-uring+epoll";
 
 /// How a request ended, as the `status_class` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +270,49 @@ impl From<&crate::proto::fcgi::DecodeError> for ProtocolErrorKind {
             DecodeError::BadVersion(_) => ProtocolErrorKind::BadVersion,
             DecodeError::BadLength { .. } => ProtocolErrorKind::BadLength,
             DecodeError::BadRequestId { .. } => ProtocolErrorKind::BadRequestId,
+        }
+    }
+}
+
+impl From<&crate::proto::scgi::Error> for ProtocolErrorKind {
+    fn from(e: &crate::proto::scgi::Error) -> Self {
+        use crate::proto::scgi::Error;
+        match e {
+            Error::UnsupportedVersion => ProtocolErrorKind::BadVersion,
+            Error::InvalidLength
+            | Error::LeadingZero
+            | Error::MissingComma
+            | Error::HeaderBlockTooLarge { .. } => ProtocolErrorKind::BadLength,
+            Error::EmptyHeaderBlock
+            | Error::UnterminatedPair
+            | Error::EmptyName
+            | Error::ContentLengthNotFirst
+            | Error::InvalidContentLength
+            | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
+        }
+    }
+}
+
+impl From<&crate::proto::ajp::Error> for ProtocolErrorKind {
+    fn from(e: &crate::proto::ajp::Error) -> Self {
+        use crate::proto::ajp::Error;
+        match e {
+            Error::BadMagic { .. } => ProtocolErrorKind::BadVersion,
+            Error::PacketTooLarge { .. }
+            | Error::EmptyPacket
+            | Error::Truncated { .. }
+            | Error::TrailingBytes { .. }
+            | Error::LengthMismatch { .. } => ProtocolErrorKind::BadLength,
+            Error::MissingNul { .. }
+            | Error::UnknownMethod(_)
+            | Error::MissingStoredMethod
+            | Error::UnknownHeaderCode(_)
+            | Error::InvalidHeaderName
+            | Error::UnknownAttribute(_)
+            | Error::DuplicateAttribute(_)
+            | Error::InvalidContentLength
+            | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
+            Error::UnknownPacketType(_) => ProtocolErrorKind::Malformed,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::app::exchange::{Exchange, Framing};
 use crate::app::Handler;
 use crate::io::{Stream, TaskHandle};
 use crate::proto::ajp::{self, BodyFraming, BodyPacket, CgiOptions, ServerPacket, Status};
+use crate::server::Protocol;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -86,6 +87,10 @@ impl<H: Handler> Driver for AjpConn<'_, H> {
         None
     }
 
+    fn limit_hit(&mut self, limit: crate::metrics::Limit) {
+        self.ctx.metrics.limit_rejected(Protocol::Ajp, limit);
+    }
+
     fn abort_all(&mut self) {
         if let Some(t) = &self.task {
             t.abort();
@@ -106,6 +111,7 @@ impl<H: Handler> AjpConn<'_, H> {
             Ok(Status::Complete(p)) => p,
             Ok(Status::Partial) => return Ok(0),
             Err(e) => {
+                self.ctx.metrics.protocol_error(Protocol::Ajp, (&e).into());
                 tracing::warn!(conn = self.base.id, error = %e, "AJP protocol error; closing connection");
                 return Err(());
             }
@@ -182,6 +188,7 @@ impl<H: Handler> AjpConn<'_, H> {
             Ok(Status::Complete(p)) => p,
             Ok(Status::Partial) => return Ok(0),
             Err(e) => {
+                self.ctx.metrics.protocol_error(Protocol::Ajp, (&e).into());
                 tracing::warn!(conn = self.base.id, error = %e, "AJP body error; closing connection");
                 return Err(());
             }
@@ -191,6 +198,9 @@ impl<H: Handler> AjpConn<'_, H> {
         };
         match packet {
             BodyPacket::Data(data) => {
+                self.ctx
+                    .metrics
+                    .request_body_bytes(Protocol::Ajp, data.len());
                 ex.push_body(data).await;
                 let left = remaining.map(|r| r.saturating_sub(data.len() as u64));
                 if left == Some(0) {

@@ -19,6 +19,12 @@ use crate::io::{Shutdown, Stream, TaskHandle};
 /// How long a closing connection waits for the peer to close after our FIN.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// On stop, how long a connection that has sent nothing yet is given to send its first request.
+/// A peer that connected just before the stop (the kernel accepted for us) then gets its answer
+/// instead of an unexplained close; this matters most when a worker process is replaced while
+/// its successor is already accepting on the same listener.
+const FRESH_GRACE: Duration = Duration::from_secs(2);
+
 /// How the read loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
@@ -64,6 +70,8 @@ pub(crate) struct ConnBase {
     pub(crate) close_when_idle: bool,
     closing_since: Option<Instant>,
     pub(crate) last_activity: Instant,
+    /// No byte has arrived yet.
+    fresh: bool,
     idle_timeout: Duration,
     head_timeout: Duration,
     writer: Option<TaskHandle>,
@@ -89,6 +97,7 @@ impl ConnBase {
             close_when_idle: false,
             closing_since: None,
             last_activity: Instant::now(),
+            fresh: true,
             idle_timeout,
             head_timeout,
             writer: Some(writer),
@@ -134,7 +143,10 @@ pub(crate) async fn run<D: Driver>(d: &mut D, stop: &LocalStop, read_buf_len: us
 fn close_if_done<D: Driver>(d: &mut D, stop: &LocalStop) {
     let idle = d.reap();
     let base = d.base();
-    if base.closing_since.is_none() && (base.close_when_idle || stop.is_stopped()) && idle {
+    // Stopping: a connection that has sent nothing yet gets FRESH_GRACE to send its request.
+    let waiting_for_first = base.fresh && base.last_activity.elapsed() < FRESH_GRACE;
+    let stop_closes = stop.is_stopped() && !waiting_for_first;
+    if base.closing_since.is_none() && (base.close_when_idle || stop_closes) && idle {
         base.begin_close();
     }
 }
@@ -142,7 +154,7 @@ fn close_if_done<D: Driver>(d: &mut D, stop: &LocalStop) {
 /// When the current wait should end: linger after our FIN, the head timeout while a request head
 /// (or a partial frame) is arriving, the idle timeout between requests, and no limit while
 /// handlers run.
-fn deadline<D: Driver>(d: &mut D, pending: usize, idle: bool) -> Instant {
+fn deadline<D: Driver>(d: &mut D, pending: usize, idle: bool, stopping: bool) -> Instant {
     const NEVER: Duration = Duration::from_secs(86400 * 365);
     let head = d.head_since();
     let base = d.base();
@@ -152,6 +164,7 @@ fn deadline<D: Driver>(d: &mut D, pending: usize, idle: bool) -> Instant {
     match head {
         Some(t) => t + base.head_timeout,
         None if pending > 0 => base.last_activity + base.head_timeout,
+        None if idle && stopping && base.fresh => base.last_activity + FRESH_GRACE,
         None if idle => base.last_activity + base.idle_timeout,
         None => Instant::now() + NEVER,
     }
@@ -223,7 +236,9 @@ async fn read_loop<D: Driver>(d: &mut D, stop: &LocalStop, read_buf_len: usize) 
         let mut stop_seen = false;
         let (res, b) = loop {
             let idle = d.reap();
-            timer.as_mut().reset(deadline(d, pending, idle));
+            timer
+                .as_mut()
+                .reset(deadline(d, pending, idle, stop.is_stopped()));
             tokio::select! {
                 r = &mut read => break r,
                 _ = events.notified() => close_if_done(d, stop),
@@ -240,7 +255,10 @@ async fn read_loop<D: Driver>(d: &mut D, stop: &LocalStop, read_buf_len: usize) 
             Ok(0) if forced => return Exit::Abort,
             Ok(0) if base.closing_since.is_some() => return Exit::Clean,
             Ok(0) => return Exit::PeerGone,
-            Ok(_) => base.last_activity = Instant::now(),
+            Ok(_) => {
+                base.last_activity = Instant::now();
+                base.fresh = false;
+            }
             Err(e) => {
                 tracing::debug!(conn = base.id, error = %e, "read failed");
                 return if forced { Exit::Abort } else { Exit::PeerGone };

@@ -35,6 +35,9 @@ pub(crate) fn spawn_handler<H: Handler>(
     conn: u64,
     id: u16,
 ) -> TaskHandle {
+    if let Some(b) = &ctx.budget {
+        b.count();
+    }
     let req = Request::new(ex.take_params(), ex.clone());
     let protocol = protocol_of(ex.framing());
     let mut resp = Response::new(ex);

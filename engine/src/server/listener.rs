@@ -31,6 +31,15 @@ impl Protocol {
             Protocol::Ajp => "ajp",
         }
     }
+
+    /// The I/O backend that drives this protocol's connections: FastCGI, the hot path, on
+    /// io_uring; SCGI and AJP13 on tokio's epoll reactor in the same worker threads.
+    pub fn backend(self) -> crate::io::Backend {
+        match self {
+            Protocol::FastCgi => crate::io::Backend::IoUring,
+            Protocol::Scgi | Protocol::Ajp => crate::io::Backend::Epoll,
+        }
+    }
 }
 
 /// A bound listening address, ready to be split among workers.
@@ -46,6 +55,8 @@ pub(crate) enum Bound {
         path: PathBuf,
         listener: std::os::unix::net::UnixListener,
     },
+    /// An inherited listening socket (`fd:N`), shared by all workers.
+    Inherited { fd: i32, listener: WorkerListener },
 }
 
 /// A listener as one worker receives it.
@@ -61,6 +72,15 @@ impl Bound {
         match self {
             Bound::Tcp { addr, .. } => ListenAddr::Tcp(*addr),
             Bound::Unix { path, .. } => ListenAddr::Unix(path.clone()),
+            Bound::Inherited { fd, .. } => ListenAddr::Fd(*fd),
+        }
+    }
+
+    /// The Unix socket file this process created (and removes on exit), if any.
+    pub(crate) fn owned_path(&self) -> Option<&Path> {
+        match self {
+            Bound::Unix { path, .. } => Some(path),
+            _ => None,
         }
     }
 
@@ -69,6 +89,48 @@ impl Bound {
         match self {
             Bound::Tcp { per_worker, .. } => per_worker[index].try_clone().map(WorkerListener::Tcp),
             Bound::Unix { listener, .. } => listener.try_clone().map(WorkerListener::Unix),
+            Bound::Inherited { listener, .. } => listener.try_clone(),
+        }
+    }
+}
+
+impl WorkerListener {
+    fn try_clone(&self) -> io::Result<WorkerListener> {
+        match self {
+            WorkerListener::Tcp(l) => l.try_clone().map(WorkerListener::Tcp),
+            WorkerListener::Unix(l) => l.try_clone().map(WorkerListener::Unix),
+        }
+    }
+}
+
+/// Takes ownership of the inherited descriptor `fd`, which must be a listening stream socket.
+fn adopt(fd: i32) -> io::Result<WorkerListener> {
+    use std::os::fd::FromRawFd;
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    // SAFETY: fcntl only queries the descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and named by the user as ours to take;
+    // `bind` refuses to take the same number twice.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    let checked = (|| {
+        if socket.r#type()? != Type::STREAM {
+            return Err(invalid("not a stream socket"));
+        }
+        if !socket.is_listener()? {
+            return Err(invalid("not a listening socket"));
+        }
+        socket.set_cloexec(true)?;
+        Ok(socket.local_addr()?.domain())
+    })();
+    match checked {
+        Ok(Domain::UNIX) => Ok(WorkerListener::Unix(socket.into())),
+        Ok(_) => Ok(WorkerListener::Tcp(socket.into())),
+        Err(e) => {
+            // Not ours to close: give the descriptor back untouched.
+            std::mem::forget(socket);
+            Err(e)
         }
     }
 }
@@ -104,6 +166,10 @@ pub(crate) fn bind(
                 path: path.clone(),
                 listener,
             })
+        }
+        ListenAddr::Fd(fd) => {
+            let listener = adopt(*fd).map_err(err)?;
+            Ok(Bound::Inherited { fd: *fd, listener })
         }
     }
 }

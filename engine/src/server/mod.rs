@@ -8,9 +8,13 @@
 
 mod ajp;
 mod conn;
+mod control;
+pub mod daemon;
 mod dispatch;
 mod fcgi;
 mod listener;
+mod prefork;
+mod recycle;
 mod scgi;
 mod shutdown;
 pub mod signals;
@@ -22,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use listener::Protocol;
+pub use prefork::Forked;
 pub use shutdown::StopHandle;
 
 use crate::app::Handler;
@@ -45,6 +50,14 @@ pub enum ServerError {
     InsecureAjp {
         /// The address as given.
         addr: String,
+    },
+    /// The pidfile could not be written.
+    #[error("cannot write the pidfile {}: {source}", path.display())]
+    Pidfile {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// A worker thread could not start or failed.
     #[error("worker {index}: {source}")]
@@ -100,18 +113,26 @@ pub struct Server {
     stop: StopHandle,
     /// The `/metrics` endpoint, bound; serving starts with [`run`](Server::run).
     metrics: Option<crate::metrics::Exporter>,
+    /// Set in a worker process forked by the prefork supervisor.
+    child: Option<prefork::ChildRole>,
 }
 
 impl Server {
     /// Binds every listener the configuration names. Nothing is accepted until
     /// [`run`](Server::run).
     pub fn bind(config: Config) -> Result<Self, ServerError> {
+        if let Some(mask) = config.umask {
+            // SAFETY: umask only sets the process's file creation mask.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
         let workers = config.worker_count();
         let mut bound = Vec::new();
         for addr in &config.ajp {
             let loopback = match addr {
                 ListenAddr::Tcp(a) => a.ip().is_loopback(),
                 ListenAddr::Unix(_) => true,
+                // Its address is not ours to check: treat it as reachable from anywhere.
+                ListenAddr::Fd(_) => false,
             };
             if !loopback && config.ajp_secret.is_none() && !config.ajp_allow_insecure {
                 return Err(ServerError::InsecureAjp {
@@ -124,20 +145,75 @@ impl Server {
             (Protocol::Scgi, config.scgi.clone()),
             (Protocol::Ajp, config.ajp.clone()),
         ];
+        let mut inherited = std::collections::HashSet::new();
         for (protocol, addrs) in all {
             for addr in addrs {
+                if let ListenAddr::Fd(fd) = addr {
+                    if !inherited.insert(fd) {
+                        return Err(ServerError::Bind {
+                            addr: addr.to_string(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidInput,
+                                "the same descriptor is named twice",
+                            ),
+                        });
+                    }
+                }
                 let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
                 bound.push((protocol, b));
             }
         }
         let metrics = crate::metrics::Exporter::from_option(config.metrics)
             .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
+        if let Some(path) = &config.pidfile {
+            std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+                ServerError::Pidfile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         Ok(Server {
             config,
             bound,
             stop: StopHandle::new(),
             metrics,
+            child: None,
         })
+    }
+
+    /// With `--daemonize`, forks into the background (see [`daemon`]): returns
+    /// [`daemon::Daemonized::Parent`] in the original process, which should exit, and
+    /// [`daemon::Daemonized::Daemon`] in the daemon, whose pidfile now holds its own pid.
+    /// Without the option, returns `Daemon` at once. Call right after [`bind`](Server::bind).
+    pub fn daemonize(&mut self) -> Result<daemon::Daemonized, ServerError> {
+        if !self.config.daemonize {
+            return Ok(daemon::Daemonized::Daemon);
+        }
+        let forked = daemon::daemonize(self.config.log_file.as_deref())
+            .map_err(|source| ServerError::Worker { index: 0, source })?;
+        if forked == daemon::Daemonized::Daemon {
+            if let Some(path) = &self.config.pidfile {
+                if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot rewrite the pidfile");
+                }
+            }
+        }
+        Ok(forked)
+    }
+
+    /// With `--processes N` (N > 1), `--max-requests` or `--touch-reload`, forks the worker
+    /// processes and supervises them: returns
+    /// [`Forked::Serve`] in each worker process, which then loads its application and calls
+    /// [`run`](Server::run), and [`Forked::Exit`] in the supervisor once it has stopped (see
+    /// `server/prefork.rs`). With one process, returns [`Forked::Serve`] at once, unchanged.
+    ///
+    /// Call it before any thread is started (signal handlers included): the supervisor forks.
+    pub fn fork_processes(self) -> Result<Forked, ServerError> {
+        if !self.config.supervised() {
+            return Ok(Forked::Serve(Box::new(self)));
+        }
+        prefork::supervise(self)
     }
 
     /// The bound addresses (with the real port where port 0 was asked for).
@@ -167,6 +243,7 @@ impl Server {
         let process_conns = Arc::new(AtomicUsize::new(0));
         let next_conn_id = Arc::new(AtomicU64::new(1));
         let make_handler = Arc::new(make_handler);
+        let child = self.child.take();
         let registry = match self.metrics.take() {
             Some(exporter) => {
                 let addr = exporter.local_addr().to_string();
@@ -176,11 +253,39 @@ impl Server {
                 registry.set_workers(workers);
                 Some(registry)
             }
+            // A worker process records; the supervisor serves the page.
+            None if child.as_ref().is_some_and(|c| c.metrics) => {
+                let registry = crate::metrics::Registry::new();
+                registry.set_workers(workers);
+                Some(registry)
+            }
             None => None,
         };
+        // --max-requests: a budget shared by this process's workers; when it is spent the
+        // supervisor is told (the notice is set once the control channel is up) and we stop.
+        let budget_notice: Arc<std::sync::OnceLock<control::RetireNotice>> = Arc::default();
+        let budget = match (self.config.max_requests, &child) {
+            (Some(max), Some(_)) => {
+                let notice = budget_notice.clone();
+                Some(recycle::Budget::new(
+                    max,
+                    self.stop.clone(),
+                    Arc::new(move || {
+                        if let Some(n) = notice.get() {
+                            n.send();
+                        }
+                    }),
+                ))
+            }
+            _ => None,
+        };
+        // Worker numbers are unique across worker processes (the `worker` label).
+        let first_worker = child.as_ref().map_or(0, |c| c.slot * workers);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for (p, b) in &self.bound {
-            tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
+        if child.is_none() {
+            for (p, b) in &self.bound {
+                tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
+            }
         }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
@@ -203,16 +308,18 @@ impl Server {
             let pin = self.config.pin;
             let done_tx = done_tx.clone();
             let metrics = registry.clone();
+            let budget = budget.clone();
+            let number = first_worker + index;
             std::thread::Builder::new()
-                .name(format!("ringfast-w{index}"))
+                .name(format!("ringfast-w{number}"))
                 .spawn(move || {
                     if pin {
-                        pin_to_cpu(index % cpus);
+                        pin_to_cpu(number % cpus);
                     }
                     let (limits, stop, process_conns, next_conn_id) = spec_parts;
                     let spec = worker::WorkerSpec {
-                        index,
-                        handler: make_handler(index),
+                        index: number,
+                        handler: make_handler(number),
                         limits,
                         listeners,
                         stop,
@@ -221,6 +328,7 @@ impl Server {
                         ring_entries,
                         shutdown_timeout,
                         metrics,
+                        budget,
                     };
                     let result = worker::run(spec);
                     let _ = done_tx.send((index, result));
@@ -228,6 +336,20 @@ impl Server {
                 .map_err(|source| ServerError::Worker { index, source })?;
         }
         drop(done_tx);
+        let is_child = child.is_some();
+        if let Some(child) = child {
+            let registry = registry.clone();
+            let render = move || registry.as_ref().map(|r| r.render()).unwrap_or_default();
+            match child.channel.serve(render) {
+                Ok(notice) => {
+                    let _ = budget_notice.set(notice);
+                }
+                Err(source) => {
+                    tracing::error!(error = %source, "cannot reach the supervisor");
+                    self.stop.stop();
+                }
+            }
+        }
         let mut first_error = None;
         let mut finished = 0;
         while finished < workers {
@@ -253,7 +375,10 @@ impl Server {
                 }
             }
         }
-        self.cleanup();
+        // The supervisor owns the Unix socket paths of a worker process.
+        if !is_child {
+            self.cleanup();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -261,8 +386,11 @@ impl Server {
     }
 
     fn cleanup(&self) {
+        if let Some(path) = &self.config.pidfile {
+            let _ = std::fs::remove_file(path);
+        }
         for (_, b) in &self.bound {
-            if let ListenAddr::Unix(path) = b.addr() {
+            if let Some(path) = b.owned_path() {
                 let _ = std::fs::remove_file(path);
             }
         }

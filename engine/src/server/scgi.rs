@@ -12,7 +12,9 @@ use super::worker::WorkerCtx;
 use crate::app::exchange::{Exchange, Framing};
 use crate::app::Handler;
 use crate::io::{Stream, TaskHandle};
+use crate::metrics::Limit;
 use crate::proto::scgi::{self, Status};
+use crate::server::Protocol;
 
 enum State {
     /// Waiting for the header block.
@@ -72,6 +74,7 @@ impl<H: Handler> Driver for ScgiConn<'_, H> {
                     return Err(());
                 };
                 if n > 0 {
+                    self.ctx.metrics.request_body_bytes(Protocol::Scgi, n);
                     ex.push_body(&buf[..n]).await;
                 }
                 let remaining = remaining - n as u64;
@@ -98,6 +101,10 @@ impl<H: Handler> Driver for ScgiConn<'_, H> {
         matches!(self.state, State::Head).then_some(self.accepted)
     }
 
+    fn limit_hit(&mut self, limit: Limit) {
+        self.ctx.metrics.limit_rejected(Protocol::Scgi, limit);
+    }
+
     fn abort_all(&mut self) {
         if let Some(t) = &self.task {
             t.abort();
@@ -117,6 +124,13 @@ impl<H: Handler> ScgiConn<'_, H> {
             Ok(Status::Complete(req)) => req,
             Ok(Status::Partial) => return Ok(0),
             Err(e) => {
+                if let scgi::Error::HeaderBlockTooLarge { .. } = e {
+                    self.ctx
+                        .metrics
+                        .limit_rejected(Protocol::Scgi, Limit::MaxParamsBytes);
+                } else {
+                    self.ctx.metrics.protocol_error(Protocol::Scgi, (&e).into());
+                }
                 tracing::warn!(conn = self.base.id, error = %e, "SCGI protocol error; closing connection");
                 return Err(());
             }

@@ -25,6 +25,8 @@ pub(crate) struct WorkerCtx<H> {
     /// Connections open on this worker.
     open: Cell<usize>,
     all_closed: Notify,
+    /// The process's `--max-requests` budget, when one is set.
+    pub(crate) budget: Option<super::recycle::Budget>,
     /// Connections open in the whole process (checked once per accept, never per request).
     process_conns: Arc<AtomicUsize>,
     next_conn_id: Arc<AtomicU64>,
@@ -66,6 +68,8 @@ pub(crate) struct WorkerSpec<H> {
     pub(crate) shutdown_timeout: Duration,
     /// The metrics registry, unless metrics are off.
     pub(crate) metrics: Option<crate::metrics::Registry>,
+    /// The process's `--max-requests` budget, when one is set.
+    pub(crate) budget: Option<super::recycle::Budget>,
 }
 
 /// Runs a worker until it is stopped and its connections are closed (or the shutdown timeout
@@ -86,14 +90,15 @@ pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
             metrics,
             open: Cell::new(0),
             all_closed: Notify::new(),
+            budget: spec.budget,
             process_conns: spec.process_conns,
             next_conn_id: spec.next_conn_id,
         });
         let mut accepting = Vec::new();
         for (protocol, l) in spec.listeners {
             let listener = match l {
-                WorkerListener::Tcp(l) => Listener::tcp(l)?,
-                WorkerListener::Unix(l) => Listener::unix(l)?,
+                WorkerListener::Tcp(l) => Listener::tcp(l, protocol.backend())?,
+                WorkerListener::Unix(l) => Listener::unix(l, protocol.backend())?,
             };
             accepting.push(io::spawn(accept_loop(ctx.clone(), protocol, listener)));
         }
@@ -132,9 +137,8 @@ pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
 
 async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, listener: Listener) {
     loop {
-        // On stop, the pending accept is dropped. tokio-uring cannot cancel it, so a connection
-        // that arrives in the instant before exit could be accepted by the kernel and closed by
-        // the process exit; nothing else can leak, since the process is ending.
+        // On stop, the pending accept is dropped: it waits on epoll readiness, so nothing is left
+        // in flight and the next connection goes to a process that still accepts.
         let accepted = tokio::select! {
             biased;
             _ = ctx.stop.wait() => return,

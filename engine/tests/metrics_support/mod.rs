@@ -9,21 +9,22 @@ use std::time::Duration;
 
 use engine::proto::fcgi::{encode_request, RequestSpec};
 
-/// Sends one request per `(id, path, body)` on a new connection (keep-alive between them), reads
+/// Sends one request per `(path?query, body)` on a new connection (keep-alive between them), reads
 /// until each END_REQUEST, and returns each request's STDOUT bytes.
 pub fn fcgi_requests(addr: SocketAddr, reqs: &[(&str, &[u8])]) -> Vec<Vec<u8>> {
     let mut s = TcpStream::connect(addr).expect("connect to the FastCGI listener");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut answers = Vec::new();
     let mut pending = Vec::new();
-    for (i, (path, body)) in reqs.iter().enumerate() {
+    for (i, (uri, body)) in reqs.iter().enumerate() {
         let len = body.len().to_string();
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let params: Vec<(&[u8], &[u8])> = vec![
             (b"REQUEST_METHOD", b"POST"),
             (b"SCRIPT_NAME", path.as_bytes()),
-            (b"REQUEST_URI", path.as_bytes()),
+            (b"REQUEST_URI", uri.as_bytes()),
             (b"DOCUMENT_URI", path.as_bytes()),
-            (b"QUERY_STRING", b""),
+            (b"QUERY_STRING", query.as_bytes()),
             (b"CONTENT_LENGTH", len.as_bytes()),
             (b"SERVER_PROTOCOL", b"HTTP/1.1"),
         ];
@@ -144,4 +145,31 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .map(|s| s.value)
         .sum()
+}
+
+/// Asserts that `promtool check metrics` accepts `text` without a complaint.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -237,17 +237,19 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` as `name` (used in messages), stdin from /dev/null, stdout and stderr
     /// appended to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(name: &str, cmd: Command, log: PathBuf) -> Proc {
+        Proc::spawn_with_stdin(name, cmd, log, Stdio::null())
+    }
+
+    /// As [`Proc::spawn`], with `stdin` as descriptor 0 (e.g. an inherited listening socket).
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command, log: PathBuf, stdin: Stdio) -> Proc {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = out.try_clone().expect("dup log fd");
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
+        cmd.stdin(stdin).stdout(out).stderr(err).process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
@@ -709,6 +711,9 @@ pub struct Lighttpd {
     /// to a non-root prefix (lighttpd moves the rest to PATH_INFO, which AJP cannot carry), so AJP
     /// tests mount `/`.
     pub mount: String,
+    /// lighttpd starts the backend itself (`bin-path`), passing the socket it bound as
+    /// descriptor 0; the backend address must be a Unix socket.
+    pub bin_path: Option<String>,
 }
 
 impl Lighttpd {
@@ -720,7 +725,14 @@ impl Lighttpd {
         Lighttpd {
             backend,
             mount: MOUNT.to_string(),
+            bin_path: None,
         }
+    }
+
+    /// Lets lighttpd spawn the backend with this command line (`bin-path`, one process).
+    pub fn spawn_backend(mut self, command: &str) -> Lighttpd {
+        self.bin_path = Some(command.to_string());
+        self
     }
 
     /// Mounts the backend at `mount` instead of [`MOUNT`].
@@ -735,6 +747,10 @@ impl Lighttpd {
         let target = match &self.backend.addr {
             Addr::Tcp(a) => format!("\"host\" => \"{}\", \"port\" => {}", a.ip(), a.port()),
             Addr::Unix(p) => format!("\"socket\" => \"{}\"", p.display()),
+        };
+        let target = match &self.bin_path {
+            Some(cmd) => format!("{target}, \"bin-path\" => \"{cmd}\", \"max-procs\" => 1"),
+            None => target,
         };
         let (module, key) = match self.backend.proto {
             Proto::FastCgi => ("mod_fastcgi", "fastcgi.server"),

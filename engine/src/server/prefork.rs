@@ -1,0 +1,677 @@
+//! The supervisor: `--processes N` worker processes sharing the listeners it bound (prefork),
+//! recycled after `--max-requests`, reloaded on `--touch-reload` or SIGHUP.
+//!
+//! The supervisor binds every listener, then forks the worker processes. Each one loads the
+//! application itself (so each Python worker has its own interpreter and GIL), starts
+//! `--workers` threads on the inherited listeners, and tells the supervisor it is ready over its
+//! control channel ([`super::control`]). The supervisor stays single-threaded, so forking a
+//! replacement later is safe: one `poll` loop over a signalfd, the `/metrics` listener and the
+//! control channels of processes still starting.
+//!
+//! - A process that dies after it was ready is replaced (at most once a second per slot).
+//! - A process that spent its `--max-requests` budget says so and stops; its replacement is
+//!   started at once, so the slot is never empty for long.
+//! - Reload (`--touch-reload FILE` touched, or SIGHUP): every slot gets a new process; each old
+//!   one is stopped gracefully when its successor is ready. The listeners stay open throughout,
+//!   so connections wait in the backlog at worst and no request is refused.
+//! - A process that exits before it was ready (the application failed to load) stops
+//!   everything: the supervisor exits non-zero, as a single process would. One killed by a
+//!   signal before it was ready is replaced.
+//! - SIGTERM or SIGINT: the supervisor forwards SIGTERM to every process, which stops
+//!   gracefully; after the shutdown timeout (plus a margin) what is left is killed. A second
+//!   SIGINT kills at once and exits 130.
+//! - `/metrics` is served by the supervisor: it asks each ready process for its page and merges
+//!   them (worker labels are unique across processes), adding `ringfast_worker_processes` and
+//!   `ringfast_process_restarts_total`.
+//! - Each process has PR_SET_PDEATHSIG, so it stops if the supervisor dies.
+
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::control::{self, Event, SupervisorEnd, WorkerEnd};
+use super::signals::FORCED_EXIT_STATUS;
+use super::{Server, ServerError};
+
+/// What [`Server::fork_processes`] returns in each process.
+#[derive(Debug)]
+pub enum Forked {
+    /// This process serves: load the application, then [`Server::run`].
+    Serve(Box<Server>),
+    /// This was the supervisor; it has finished. Exit with this status.
+    Exit(i32),
+}
+
+/// The child's side of a fork: which slot it is and its control channel.
+#[derive(Debug)]
+pub(crate) struct ChildRole {
+    /// The slot (0-based); its workers are numbered from `slot * workers`.
+    pub(crate) slot: usize,
+    /// The channel to the supervisor.
+    pub(crate) channel: WorkerEnd,
+    /// Whether metrics are recorded (the supervisor serves them).
+    pub(crate) metrics: bool,
+}
+
+/// The smallest gap between two starts of the same slot.
+const RESPAWN_GAP: Duration = Duration::from_secs(1);
+/// How long the supervisor waits for a process's metrics page.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Extra time after the shutdown timeout before the remaining processes are killed.
+const KILL_MARGIN: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+enum SlotState {
+    /// Forked; waiting for its ready frame.
+    Starting,
+    /// Serving.
+    Ready,
+    /// No process (exited; maybe waiting to be replaced).
+    Empty,
+}
+
+#[derive(Debug)]
+struct Slot {
+    pid: libc::pid_t,
+    state: SlotState,
+    channel: Option<SupervisorEnd>,
+    started: Instant,
+    respawn_at: Option<Instant>,
+    /// Predecessors to stop once this slot's process is ready (reload).
+    to_retire: Vec<libc::pid_t>,
+    /// Predecessors stopping (signalled, or recycling themselves).
+    retiring: Vec<libc::pid_t>,
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot {
+            pid: 0,
+            state: SlotState::Empty,
+            channel: None,
+            started: Instant::now(),
+            respawn_at: None,
+            to_retire: Vec::new(),
+            retiring: Vec::new(),
+        }
+    }
+
+    /// Every live process of the slot: current and predecessors.
+    fn pids(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
+        let current = (!matches!(self.state, SlotState::Empty)).then_some(self.pid);
+        current
+            .into_iter()
+            .chain(self.to_retire.iter().copied())
+            .chain(self.retiring.iter().copied())
+    }
+}
+
+/// The supervisor's state.
+struct Supervisor {
+    server: Server,
+    old_mask: libc::sigset_t,
+    signals: OwnedFd,
+    http: Option<TcpListener>,
+    metrics: bool,
+    slots: Vec<Slot>,
+    restarts: u64,
+    recycles: u64,
+    reloads: u64,
+    touch_file: Option<(std::path::PathBuf, Option<std::time::SystemTime>)>,
+    stopping: Option<Instant>,
+    failed: bool,
+    all_ready_logged: bool,
+}
+
+/// Forks the worker processes (see the module docs). Returns [`Forked::Serve`] in each worker
+/// process and [`Forked::Exit`] in the supervisor once it has stopped.
+pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
+    let n = server.config.processes.max(1);
+    let (old_mask, signals) = block_signals().map_err(supervisor_error)?;
+    let metrics = server.metrics.is_some();
+    let http = match server.metrics.take() {
+        Some(exporter) => {
+            let l = exporter.into_listener();
+            l.set_nonblocking(true).map_err(supervisor_error)?;
+            tracing::info!(addr = %l.local_addr().map_err(supervisor_error)?, "metrics of all worker processes at /metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    let mut sup = Supervisor {
+        server,
+        old_mask,
+        signals,
+        http,
+        metrics,
+        slots: Vec::with_capacity(n),
+        restarts: 0,
+        recycles: 0,
+        reloads: 0,
+        touch_file: None,
+        stopping: None,
+        failed: false,
+        all_ready_logged: false,
+    };
+    for (p, b) in &sup.server.bound {
+        tracing::info!(protocol = p.name(), addr = %b.addr(), processes = n, "listening");
+    }
+    if let Some(path) = sup.server.config.touch_reload.clone() {
+        let mtime = modified(&path);
+        tracing::info!(file = %path.display(), "reloading when this file is touched");
+        sup.touch_file = Some((path, mtime));
+    }
+    for slot in 0..n {
+        sup.slots.push(Slot::empty());
+        if let Some(child) = sup.spawn(slot)? {
+            return Ok(Forked::Serve(Box::new(sup.into_child(child))));
+        }
+    }
+    sup.run()
+}
+
+/// The modification time of `path`, if it exists.
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn supervisor_error(source: std::io::Error) -> ServerError {
+    ServerError::Worker { index: 0, source }
+}
+
+/// Blocks SIGINT, SIGTERM, SIGCHLD and SIGHUP and returns the previous mask and a signalfd for them.
+fn block_signals() -> std::io::Result<(libc::sigset_t, OwnedFd)> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; sigprocmask and signalfd read
+    // the sets we own and write only `old`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((old, OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+impl Supervisor {
+    /// Forks the process for `slot`. Returns `Some` in the child.
+    fn spawn(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let (sup_end, worker_end) = control::pair().map_err(supervisor_error)?;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the supervisor is single-threaded, so the child starts in a consistent state.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(supervisor_error(std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: restores the mask saved before blocking; prctl with a signal number.
+            unsafe {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The supervisor died between fork and prctl: do not run as an orphan.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+            }
+            drop(sup_end);
+            return Ok(Some((slot, worker_end)));
+        }
+        drop(worker_end);
+        tracing::info!(slot, pid, "worker process started");
+        let s = &mut self.slots[slot];
+        s.pid = pid;
+        s.state = SlotState::Starting;
+        s.channel = Some(sup_end);
+        s.started = Instant::now();
+        s.respawn_at = None;
+        Ok(None)
+    }
+
+    /// In a freshly forked child: drops everything only the supervisor uses (descriptors
+    /// included) and returns the server to run.
+    fn into_child(self, (slot, channel): (usize, WorkerEnd)) -> Server {
+        let Supervisor {
+            mut server,
+            signals,
+            http,
+            slots,
+            metrics,
+            ..
+        } = self;
+        drop((signals, http, slots));
+        server.child = Some(ChildRole {
+            slot,
+            channel,
+            metrics,
+        });
+        server
+    }
+
+    fn live(&self) -> usize {
+        self.slots.iter().map(|s| s.pids().count()).sum()
+    }
+
+    fn run(mut self) -> Result<Forked, ServerError> {
+        loop {
+            if self.stopping.is_some() && self.live() == 0 {
+                break;
+            }
+            if let Some(since) = self.stopping {
+                if since.elapsed() > self.server.config.shutdown_timeout + KILL_MARGIN {
+                    tracing::warn!("worker processes did not stop in time; killing them");
+                    self.kill_all(libc::SIGKILL);
+                    self.reap_blocking();
+                    break;
+                }
+            }
+            if self.touched() {
+                tracing::info!("reload: the touch-reload file changed");
+                if let Some(child) = self.reload()? {
+                    return Ok(Forked::Serve(Box::new(self.into_child(child))));
+                }
+            }
+            if let Some(child) = self.respawn_due()? {
+                return Ok(Forked::Serve(Box::new(self.into_child(child))));
+            }
+            if let Some(child) = self.wait_and_handle()? {
+                return Ok(Forked::Serve(Box::new(self.into_child(child))));
+            }
+        }
+        self.server.cleanup();
+        tracing::info!(
+            restarts = self.restarts,
+            recycles = self.recycles,
+            reloads = self.reloads,
+            "supervisor stopped"
+        );
+        Ok(Forked::Exit(i32::from(self.failed)))
+    }
+
+    /// Whether the touch-reload file's modification time changed since last seen.
+    fn touched(&mut self) -> bool {
+        if self.stopping.is_some() {
+            return false;
+        }
+        let Some((path, seen)) = &mut self.touch_file else {
+            return false;
+        };
+        let now = modified(path);
+        if now == *seen {
+            return false;
+        }
+        *seen = now;
+        now.is_some()
+    }
+
+    /// Starts a new process in every slot; each predecessor is stopped once its successor is
+    /// ready. Returns `Some` in a child.
+    fn reload(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        self.reloads += 1;
+        for slot in 0..self.slots.len() {
+            let s = &mut self.slots[slot];
+            if !matches!(s.state, SlotState::Empty) {
+                s.to_retire.push(s.pid);
+                s.state = SlotState::Empty;
+                s.channel = None;
+            }
+            if let Some(child) = self.spawn(slot)? {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts the replacements whose time has come. Returns `Some` in a child.
+    fn respawn_due(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        if self.stopping.is_some() {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].respawn_at.is_some_and(|t| t <= now) {
+                if let Some(child) = self.spawn(slot)? {
+                    return Ok(Some(child));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// One poll: signals, a scrape, events from the worker processes; at most a second.
+    /// Returns `Some` in a child forked to replace a retiring process.
+    fn wait_and_handle(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let mut fds = vec![libc::pollfd {
+            fd: self.signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(l) = &self.http {
+            fds.push(libc::pollfd {
+                fd: l.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let first_channel = fds.len();
+        let mut polled = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(ch) = &s.channel {
+                fds.push(libc::pollfd {
+                    fd: ch.as_fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                polled.push(i);
+            }
+        }
+        let timeout = self.poll_timeout();
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
+            return Err(supervisor_error(e));
+        }
+        for (k, &slot) in polled.iter().enumerate() {
+            if fds[first_channel + k].revents != 0 {
+                if let Some(child) = self.on_channel(slot)? {
+                    return Ok(Some(child));
+                }
+            }
+        }
+        if self.http.is_some() && fds[1].revents != 0 {
+            self.serve_scrapes();
+            // A retirement notice may have arrived during a query.
+            for slot in 0..self.slots.len() {
+                let noticed = self.slots[slot]
+                    .channel
+                    .as_mut()
+                    .is_some_and(|c| c.take_retiring());
+                if noticed {
+                    if let Some(child) = self.on_retiring(slot)? {
+                        return Ok(Some(child));
+                    }
+                }
+            }
+        }
+        if fds[0].revents != 0 {
+            if let Some(child) = self.on_signals()? {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
+    }
+
+    fn poll_timeout(&self) -> libc::c_int {
+        let now = Instant::now();
+        let next = self
+            .slots
+            .iter()
+            .filter_map(|s| s.respawn_at)
+            .min()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+        next.min(Duration::from_secs(1)).as_millis() as libc::c_int
+    }
+
+    fn on_channel(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let s = &mut self.slots[slot];
+        let Some(ch) = s.channel.as_mut() else {
+            return Ok(None);
+        };
+        match ch.read_event() {
+            Event::Ready => {
+                s.state = SlotState::Ready;
+                tracing::info!(slot, pid = s.pid, "worker process ready");
+                for old in std::mem::take(&mut s.to_retire) {
+                    // SAFETY: kill with a pid of our own child and a valid signal.
+                    unsafe { libc::kill(old, libc::SIGTERM) };
+                    s.retiring.push(old);
+                }
+                let all = self
+                    .slots
+                    .iter()
+                    .all(|s| matches!(s.state, SlotState::Ready));
+                if all && !self.all_ready_logged {
+                    self.all_ready_logged = true;
+                    tracing::info!(processes = self.slots.len(), "all worker processes ready");
+                }
+                Ok(None)
+            }
+            Event::Retiring => self.on_retiring(slot),
+            Event::Stale => Ok(None),
+            // Its exit arrives as SIGCHLD; stop polling the closed channel.
+            Event::Closed => {
+                s.channel = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The slot's process spent its request budget and is stopping: start its successor now.
+    fn on_retiring(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let s = &mut self.slots[slot];
+        if matches!(s.state, SlotState::Empty) || self.stopping.is_some() {
+            return Ok(None);
+        }
+        s.retiring.push(s.pid);
+        s.state = SlotState::Empty;
+        s.channel = None;
+        self.recycles += 1;
+        self.spawn(slot)
+    }
+
+    fn on_signals(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            let n = unsafe {
+                libc::read(
+                    self.signals.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
+            if n != size as isize {
+                return Ok(None);
+            }
+            match info.ssi_signo as libc::c_int {
+                libc::SIGCHLD => self.reap(),
+                sig @ (libc::SIGINT | libc::SIGTERM) => self.on_stop_signal(sig),
+                libc::SIGHUP if self.stopping.is_none() => {
+                    tracing::info!("reload: SIGHUP");
+                    if let Some(child) = self.reload()? {
+                        return Ok(Some(child));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_stop_signal(&mut self, sig: libc::c_int) {
+        if self.stopping.is_some() {
+            if sig == libc::SIGINT {
+                tracing::warn!("second SIGINT: killing the worker processes");
+                self.kill_all(libc::SIGKILL);
+                self.server.cleanup();
+                std::process::exit(FORCED_EXIT_STATUS);
+            }
+            return;
+        }
+        let name = if sig == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        tracing::info!(
+            signal = name,
+            "stopping: worker processes finish their requests"
+        );
+        self.begin_stop();
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = Some(Instant::now());
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+        self.kill_all(libc::SIGTERM);
+    }
+
+    fn kill_all(&mut self, sig: libc::c_int) {
+        for s in &mut self.slots {
+            // Predecessors waiting for a successor are stopped now too.
+            let waiting = std::mem::take(&mut s.to_retire);
+            s.retiring.extend(waiting);
+            for pid in s.pids() {
+                // SAFETY: kill with a pid of our own child and a valid signal.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    }
+
+    /// Collects exited children without blocking.
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status we own.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            self.on_exit(pid, status);
+        }
+    }
+
+    fn reap_blocking(&mut self) {
+        while self.live() > 0 {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status we own.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            if pid <= 0 {
+                return;
+            }
+            self.on_exit(pid, status);
+        }
+    }
+
+    fn on_exit(&mut self, pid: libc::pid_t, status: libc::c_int) {
+        let how = describe_status(status);
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            let before = s.retiring.len() + s.to_retire.len();
+            s.retiring.retain(|p| *p != pid);
+            s.to_retire.retain(|p| *p != pid);
+            if s.retiring.len() + s.to_retire.len() != before {
+                tracing::info!(slot, pid, status = %how, "previous worker process exited");
+                return;
+            }
+        }
+        let Some(slot) = self
+            .slots
+            .iter()
+            .position(|s| s.pid == pid && !matches!(s.state, SlotState::Empty))
+        else {
+            return;
+        };
+        let stopping = self.stopping.is_some();
+        let s = &mut self.slots[slot];
+        let was = std::mem::replace(&mut s.state, SlotState::Empty);
+        s.channel = None;
+        match was {
+            _ if stopping => tracing::info!(slot, pid, status = %how, "worker process stopped"),
+            // It exited on its own before it was ready: the application failed to load, and
+            // every replacement would fail the same way. (Killed by a signal: replaced below.)
+            SlotState::Starting if libc::WIFEXITED(status) => {
+                tracing::error!(
+                    slot,
+                    pid,
+                    status = %how,
+                    "worker process exited before it was ready; stopping"
+                );
+                self.failed = true;
+                self.begin_stop();
+            }
+            SlotState::Starting | SlotState::Ready | SlotState::Empty => {
+                let at = (s.started + RESPAWN_GAP).max(Instant::now());
+                s.respawn_at = Some(at);
+                self.restarts += 1;
+                tracing::warn!(slot, pid, status = %how, "worker process died; replacing it");
+            }
+        }
+    }
+
+    /// Answers every pending `/metrics` request with the merged page.
+    fn serve_scrapes(&mut self) {
+        loop {
+            let Some(http) = &self.http else { return };
+            match http.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = stream.set_nonblocking(false) {
+                        tracing::debug!(error = %e, "metrics connection");
+                        continue;
+                    }
+                    let mut render = || self.merged_page();
+                    if let Err(e) = crate::metrics::answer_http(stream, &mut render) {
+                        tracing::debug!(error = %e, "metrics request failed");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn merged_page(&mut self) -> String {
+        let mut merger = crate::metrics::Merger::new();
+        let mut ready = 0;
+        for s in &mut self.slots {
+            if !matches!(s.state, SlotState::Ready) {
+                continue;
+            }
+            let Some(ch) = s.channel.as_mut() else {
+                continue;
+            };
+            match ch.query_page(PAGE_TIMEOUT) {
+                Ok(page) => {
+                    merger.add(&page);
+                    ready += 1;
+                }
+                Err(e) => tracing::warn!(pid = s.pid, error = %e, "no metrics from worker process"),
+            }
+        }
+        if self.metrics {
+            merger.add(&crate::metrics::supervisor_page(
+                ready,
+                self.restarts,
+                self.recycles,
+                self.reloads,
+            ));
+        }
+        merger.render()
+    }
+}
+
+/// "exit 3", "signal 9".
+fn describe_status(status: libc::c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status}")
+    }
+}
