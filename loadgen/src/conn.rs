@@ -82,6 +82,7 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
             cfg.target.protocol,
             cfg.mux,
             cfg.keepalive,
+            cfg.method.eq_ignore_ascii_case("HEAD"),
             cfg.expect_body.as_deref().map(Rc::from),
         ),
         inflight: vec![None; cfg.mux],

@@ -89,8 +89,15 @@ pub enum Reader {
 }
 
 impl Reader {
-    /// A reader for `protocol` with up to `mux` requests in flight.
-    pub fn new(protocol: Protocol, mux: usize, keepalive: bool, expect: Option<Rc<[u8]>>) -> Self {
+    /// A reader for `protocol` with up to `mux` requests in flight. `head`: the requests are
+    /// HEAD requests (an HTTP answer to them has no body, whatever its headers say).
+    pub fn new(
+        protocol: Protocol,
+        mux: usize,
+        keepalive: bool,
+        head: bool,
+        expect: Option<Rc<[u8]>>,
+    ) -> Self {
         match protocol {
             Protocol::Fcgi => Reader::Fcgi(FcgiReader {
                 slots: (0..mux).map(|_| None).collect(),
@@ -114,6 +121,7 @@ impl Reader {
                 reuse: false,
                 body: BodyCheck::new(expect),
                 keepalive,
+                head,
             }),
         }
     }
@@ -348,6 +356,7 @@ pub struct HttpReader {
     reuse: bool,
     body: BodyCheck,
     keepalive: bool,
+    head: bool,
 }
 
 impl HttpReader {
@@ -390,7 +399,7 @@ impl HttpReader {
                     }
                     self.status = status;
                     self.reuse = self.keepalive && !close;
-                    let no_body = matches!(status, 100..=199 | 204 | 304);
+                    let no_body = self.head || matches!(status, 100..=199 | 204 | 304);
                     self.state = if no_body {
                         HttpState::Length(0)
                     } else if chunked {
@@ -509,7 +518,7 @@ mod tests {
     }
 
     fn http(expect: Option<&[u8]>) -> Reader {
-        let mut r = Reader::new(Protocol::Http, 1, true, expect.map(Rc::from));
+        let mut r = Reader::new(Protocol::Http, 1, true, false, expect.map(Rc::from));
         r.start(1, &encoded());
         r
     }
@@ -552,6 +561,15 @@ mod tests {
     }
 
     #[test]
+    fn http_head_responses_have_no_body() {
+        let mut r = Reader::new(Protocol::Http, 1, true, true, None);
+        r.start(1, &encoded());
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        let done = run(&mut r, wire, 9).unwrap();
+        assert_eq!(done.len(), 2);
+    }
+
+    #[test]
     fn http_until_close() {
         let mut r = http(None);
         let done = run(&mut r, b"HTTP/1.0 200 OK\r\n\r\nabc", 4).unwrap();
@@ -576,7 +594,7 @@ mod tests {
 
     #[test]
     fn fcgi_interleaved_requests() {
-        let mut r = Reader::new(Protocol::Fcgi, 2, true, Some(Rc::from(&b"ok"[..])));
+        let mut r = Reader::new(Protocol::Fcgi, 2, true, false, Some(Rc::from(&b"ok"[..])));
         r.start(1, &encoded());
         r.start(2, &encoded());
         let mut wire = Vec::new();
@@ -590,7 +608,7 @@ mod tests {
         fcgi::encode_end_request(&mut wire, 2, 0, 0);
         fcgi::encode_end_request(&mut wire, 1, 0, 0);
         for piece in [1, 5, wire.len()] {
-            let mut r2 = Reader::new(Protocol::Fcgi, 2, true, Some(Rc::from(&b"ok"[..])));
+            let mut r2 = Reader::new(Protocol::Fcgi, 2, true, false, Some(Rc::from(&b"ok"[..])));
             r2.start(1, &encoded());
             r2.start(2, &encoded());
             let done = run(&mut r2, &wire, piece).unwrap();
@@ -620,7 +638,7 @@ mod tests {
 
     #[test]
     fn fcgi_overloaded_is_a_protocol_error() {
-        let mut r = Reader::new(Protocol::Fcgi, 1, true, None);
+        let mut r = Reader::new(Protocol::Fcgi, 1, true, false, None);
         r.start(1, &encoded());
         let mut wire = Vec::new();
         fcgi::encode_end_request(&mut wire, 1, 0, fcgi::protocol_status::OVERLOADED);
@@ -629,7 +647,7 @@ mod tests {
 
     #[test]
     fn scgi_ends_with_the_connection() {
-        let mut r = Reader::new(Protocol::Scgi, 1, false, Some(Rc::from(&b"hi"[..])));
+        let mut r = Reader::new(Protocol::Scgi, 1, false, false, Some(Rc::from(&b"hi"[..])));
         r.start(1, &encoded());
         assert!(run(&mut r, b"Status: 200 OK\r\n\r\nhi", 3)
             .unwrap()
@@ -649,7 +667,7 @@ mod tests {
 
     #[test]
     fn ajp_answers_get_body_chunk_and_completes() {
-        let mut r = Reader::new(Protocol::Ajp, 1, true, None);
+        let mut r = Reader::new(Protocol::Ajp, 1, true, false, None);
         let mut req = encoded();
         req.body = b"0123456789".to_vec();
         req.ajp_first_sent = 4;

@@ -15,7 +15,9 @@ struct Servers {
     fcgi: Addr,
     fcgi_unix: Addr,
     scgi: Addr,
+    scgi_unix: Addr,
     ajp: Addr,
+    ajp_unix: Addr,
 }
 
 fn servers() -> Servers {
@@ -23,14 +25,18 @@ fn servers() -> Servers {
     let fcgi = Addr::loopback();
     let fcgi_unix = Addr::Unix(dir.join("fcgi.sock"));
     let scgi = Addr::loopback();
+    let scgi_unix = Addr::Unix(dir.join("scgi.sock"));
     let ajp = Addr::loopback();
+    let ajp_unix = Addr::Unix(dir.join("ajp.sock"));
     let engine = Engine::diag(
         &dir,
         &[
             ("--fastcgi", &fcgi),
             ("--fastcgi", &fcgi_unix),
             ("--scgi", &scgi),
+            ("--scgi", &scgi_unix),
             ("--ajp", &ajp),
+            ("--ajp", &ajp_unix),
         ],
     );
     Servers {
@@ -39,7 +45,9 @@ fn servers() -> Servers {
         fcgi,
         fcgi_unix,
         scgi,
+        scgi_unix,
         ajp,
+        ajp_unix,
     }
 }
 
@@ -57,7 +65,9 @@ fn every_protocol_keepalive_closed_loop() {
         ("fcgi", &s.fcgi),
         ("fcgi", &s.fcgi_unix),
         ("scgi", &s.scgi),
+        ("scgi", &s.scgi_unix),
         ("ajp", &s.ajp),
+        ("ajp", &s.ajp_unix),
     ] {
         let target = addr.target(scheme, "/hello");
         let run = closed(&target, &["--expect-body", HELLO]);
@@ -73,7 +83,12 @@ fn every_protocol_keepalive_closed_loop() {
 #[test]
 fn a_connection_per_request() {
     let s = servers();
-    for (scheme, addr) in [("fcgi", &s.fcgi), ("fcgi", &s.fcgi_unix), ("ajp", &s.ajp)] {
+    for (scheme, addr) in [
+        ("fcgi", &s.fcgi),
+        ("fcgi", &s.fcgi_unix),
+        ("ajp", &s.ajp),
+        ("ajp", &s.ajp_unix),
+    ] {
         let target = addr.target(scheme, "/hello");
         let run = closed(&target, &["--no-keepalive", "--expect-body", HELLO]);
         run.assert_clean(300);
@@ -239,5 +254,69 @@ fn a_stalled_server_shows_as_the_stall_not_the_service_time() {
         open.f64("rps") < 8.0,
         "the server could not keep up: {}",
         open.json
+    );
+}
+
+#[test]
+fn json_has_the_layout_the_bench_relies_on() {
+    use base64::Engine as _;
+    let s = servers();
+    let target = s.fcgi.target("fcgi", "/hello?x=1");
+    let run = closed(&target, &[]);
+    run.assert_clean(300);
+    let j = &run.json;
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["target"], target.as_str());
+    assert_eq!(j["protocol"], "fcgi");
+    assert_eq!(j["transport"], "tcp");
+    assert_eq!(j["model"], "closed");
+    assert_eq!(j["connections"], 4);
+    assert_eq!(j["mux"], 1);
+    assert_eq!(j["keepalive"], true);
+    assert_eq!(j["threads"], 2);
+    assert!(j["target_rps"].is_null());
+    assert!(run.f64("duration_s") > 0.0);
+    let rps = run.f64("rps");
+    assert!((rps - 300.0 / run.f64("duration_s")).abs() < 1e-6 * rps.max(1.0));
+    assert!(run.u64("bytes_sent") > 0 && run.u64("bytes_received") > 0);
+    for key in [
+        "min", "mean", "stdev", "p50", "p90", "p99", "p99_9", "p99_99", "max",
+    ] {
+        assert!(j["latency_us"][key].is_f64(), "latency_us.{key} in {j}");
+    }
+    assert!(run.latency("min") <= run.latency("p50"));
+    assert!(run.latency("p50") <= run.latency("p99") && run.latency("p99") <= run.latency("max"));
+    let h = &j["histogram"];
+    assert_eq!(h["encoding"], "hdrhistogram-v2-deflate-base64");
+    assert_eq!(h["unit"], "us");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(h["data"].as_str().expect("histogram data"))
+        .expect("base64");
+    let hist: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .expect("V2 deflate histogram");
+    assert_eq!(hist.len(), 300);
+    assert_eq!(hist.max() as f64, run.latency("max"));
+    let buckets = j["buckets"].as_array().expect("buckets");
+    let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 300);
+    assert!(buckets.iter().all(|b| b["le_us"].is_f64()));
+}
+
+#[test]
+fn no_progress_line_outside_a_terminal() {
+    let s = servers();
+    let target = s.fcgi.target("fcgi", "/hello");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringfast-load"))
+        .args(["-d", "1.5", "--warmup", "0", "-c", "1", &target])
+        .output()
+        .expect("run ringfast-load");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("req/s"), "{stdout}");
+    assert!(
+        !stdout.contains('\r') && !stderr.contains('\r'),
+        "{stdout}{stderr}"
     );
 }

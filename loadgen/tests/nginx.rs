@@ -58,6 +58,21 @@ fn static_files_and_chunked_bodies() {
         &file,
     ])
     .assert_clean(200);
+    // HEAD: Content-Length is announced, no body follows.
+    load(&[
+        "-n",
+        "200",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-m",
+        "HEAD",
+        "--expect-body",
+        "",
+        &file,
+    ])
+    .assert_clean(200);
     let chunked = nginx.tcp.target("http", "/ssi/page.html");
     load(&[
         "-n",
