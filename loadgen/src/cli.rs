@@ -63,6 +63,12 @@ pub struct Args {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
+    /// AJP: the shared secret to send (Apache `secret=`; ringfast --ajp-secret).
+    #[arg(long)]
+    pub ajp_secret: Option<String>,
+    /// AJP: the packet size in bytes, header included (must match the server's).
+    #[arg(long, default_value_t = 8192)]
+    pub ajp_packet_size: usize,
     /// Write the result as JSON to PATH ('-' = stdout; the human summary then goes to stderr).
     #[arg(long)]
     pub json: Option<String>,
@@ -116,6 +122,10 @@ pub struct Config {
     pub expect_body: Option<Vec<u8>>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// AJP secret attribute.
+    pub ajp_secret: Option<String>,
+    /// AJP packet size.
+    pub ajp_packet_size: engine::proto::ajp::PacketSize,
     /// Where the JSON goes.
     pub json: Option<String>,
     /// No human summary.
@@ -231,6 +241,8 @@ impl Config {
             (None, Some(n)) => pattern_body(n),
             (None, None) => Vec::new(),
         };
+        let ajp_packet_size = engine::proto::ajp::PacketSize::new(args.ajp_packet_size)
+            .map_err(|e| UsageError::Invalid(format!("--ajp-packet-size: {e}")))?;
         if !(100..=999).contains(&args.expect_status) {
             return invalid("--expect-status must be a three-digit code".into());
         }
@@ -250,6 +262,8 @@ impl Config {
             expect_status: args.expect_status,
             expect_body: args.expect_body.map(String::into_bytes),
             timeout,
+            ajp_secret: args.ajp_secret,
+            ajp_packet_size,
             json: args.json,
             quiet: args.quiet,
             progress: !args.no_progress,

@@ -84,6 +84,7 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
             cfg.keepalive,
             cfg.method.eq_ignore_ascii_case("HEAD"),
             cfg.expect_body.as_deref().map(Rc::from),
+            cfg.ajp_packet_size,
         ),
         inflight: vec![None; cfg.mux],
         request: ctx.request.bytes.clone(),

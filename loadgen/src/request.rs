@@ -17,6 +17,8 @@ pub struct Encoded {
     pub body: Vec<u8>,
     /// AJP: body bytes carried by `bytes`.
     pub ajp_first_sent: usize,
+    /// AJP: the packet size.
+    pub ajp_packet_size: ajp::PacketSize,
 }
 
 /// Why the request could not be encoded.
@@ -146,7 +148,13 @@ pub fn encode(config: &Config) -> Result<Encoded, EncodeError> {
                 .collect();
             let t = &config.target;
             let query = t.query.as_bytes();
-            let attributes = [ajp::Attribute::QueryString(Some(query))];
+            let mut attributes = Vec::new();
+            if !query.is_empty() {
+                attributes.push(ajp::Attribute::QueryString(Some(query)));
+            }
+            if let Some(secret) = &config.ajp_secret {
+                attributes.push(ajp::Attribute::Secret(Some(secret.as_bytes())));
+            }
             let head = ajp::RequestHead {
                 method: config.method.as_bytes(),
                 protocol: Some(b"HTTP/1.1"),
@@ -157,11 +165,11 @@ pub fn encode(config: &Config) -> Result<Encoded, EncodeError> {
                 server_port: t.server_port(),
                 is_ssl: false,
                 headers: &header_refs,
-                attributes: if query.is_empty() { &[] } else { &attributes },
+                attributes: &attributes,
             };
-            ajp::encode_forward_request(&head, ajp::PacketSize::DEFAULT, &mut bytes)?;
+            ajp::encode_forward_request(&head, config.ajp_packet_size, &mut bytes)?;
             ajp_first_sent =
-                ajp::first_body_packet(&config.body, ajp::PacketSize::DEFAULT, &mut bytes);
+                ajp::first_body_packet(&config.body, config.ajp_packet_size, &mut bytes);
         }
         Protocol::Http => {
             use std::fmt::Write as _;
@@ -194,6 +202,7 @@ pub fn encode(config: &Config) -> Result<Encoded, EncodeError> {
         fcgi_slots,
         body: config.body.clone(),
         ajp_first_sent,
+        ajp_packet_size: config.ajp_packet_size,
     })
 }
 

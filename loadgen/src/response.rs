@@ -97,6 +97,7 @@ impl Reader {
         keepalive: bool,
         head: bool,
         expect: Option<Rc<[u8]>>,
+        ajp_size: ajp::PacketSize,
     ) -> Self {
         match protocol {
             Protocol::Fcgi => Reader::Fcgi(FcgiReader {
@@ -109,9 +110,9 @@ impl Reader {
                 body: BodyCheck::new(expect),
             }),
             Protocol::Ajp => Reader::Ajp(AjpReader {
-                reader: ajp::ResponseReader::new(ajp::PacketSize::DEFAULT),
+                reader: ajp::ResponseReader::new(ajp_size),
                 status: 0,
-                sender: ajp::BodySender::new(0, ajp::PacketSize::DEFAULT),
+                sender: ajp::BodySender::new(0, ajp_size),
                 body: BodyCheck::new(expect),
                 keepalive,
             }),
@@ -149,7 +150,7 @@ impl Reader {
             Reader::Ajp(r) => {
                 r.reader.reset();
                 r.status = 0;
-                r.sender = ajp::BodySender::new(request.ajp_first_sent, ajp::PacketSize::DEFAULT);
+                r.sender = ajp::BodySender::new(request.ajp_first_sent, request.ajp_packet_size);
                 r.body.reset();
             }
             Reader::Http(r) => {
@@ -500,6 +501,7 @@ mod tests {
             fcgi_slots: None,
             body: Vec::new(),
             ajp_first_sent: 0,
+            ajp_packet_size: ajp::PacketSize::DEFAULT,
         }
     }
 
@@ -518,7 +520,14 @@ mod tests {
     }
 
     fn http(expect: Option<&[u8]>) -> Reader {
-        let mut r = Reader::new(Protocol::Http, 1, true, false, expect.map(Rc::from));
+        let mut r = Reader::new(
+            Protocol::Http,
+            1,
+            true,
+            false,
+            expect.map(Rc::from),
+            ajp::PacketSize::DEFAULT,
+        );
         r.start(1, &encoded());
         r
     }
@@ -562,7 +571,14 @@ mod tests {
 
     #[test]
     fn http_head_responses_have_no_body() {
-        let mut r = Reader::new(Protocol::Http, 1, true, true, None);
+        let mut r = Reader::new(
+            Protocol::Http,
+            1,
+            true,
+            true,
+            None,
+            ajp::PacketSize::DEFAULT,
+        );
         r.start(1, &encoded());
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
         let done = run(&mut r, wire, 9).unwrap();
@@ -594,7 +610,14 @@ mod tests {
 
     #[test]
     fn fcgi_interleaved_requests() {
-        let mut r = Reader::new(Protocol::Fcgi, 2, true, false, Some(Rc::from(&b"ok"[..])));
+        let mut r = Reader::new(
+            Protocol::Fcgi,
+            2,
+            true,
+            false,
+            Some(Rc::from(&b"ok"[..])),
+            ajp::PacketSize::DEFAULT,
+        );
         r.start(1, &encoded());
         r.start(2, &encoded());
         let mut wire = Vec::new();
@@ -608,7 +631,14 @@ mod tests {
         fcgi::encode_end_request(&mut wire, 2, 0, 0);
         fcgi::encode_end_request(&mut wire, 1, 0, 0);
         for piece in [1, 5, wire.len()] {
-            let mut r2 = Reader::new(Protocol::Fcgi, 2, true, false, Some(Rc::from(&b"ok"[..])));
+            let mut r2 = Reader::new(
+                Protocol::Fcgi,
+                2,
+                true,
+                false,
+                Some(Rc::from(&b"ok"[..])),
+                ajp::PacketSize::DEFAULT,
+            );
             r2.start(1, &encoded());
             r2.start(2, &encoded());
             let done = run(&mut r2, &wire, piece).unwrap();
@@ -638,7 +668,14 @@ mod tests {
 
     #[test]
     fn fcgi_overloaded_is_a_protocol_error() {
-        let mut r = Reader::new(Protocol::Fcgi, 1, true, false, None);
+        let mut r = Reader::new(
+            Protocol::Fcgi,
+            1,
+            true,
+            false,
+            None,
+            ajp::PacketSize::DEFAULT,
+        );
         r.start(1, &encoded());
         let mut wire = Vec::new();
         fcgi::encode_end_request(&mut wire, 1, 0, fcgi::protocol_status::OVERLOADED);
@@ -647,7 +684,14 @@ mod tests {
 
     #[test]
     fn scgi_ends_with_the_connection() {
-        let mut r = Reader::new(Protocol::Scgi, 1, false, false, Some(Rc::from(&b"hi"[..])));
+        let mut r = Reader::new(
+            Protocol::Scgi,
+            1,
+            false,
+            false,
+            Some(Rc::from(&b"hi"[..])),
+            ajp::PacketSize::DEFAULT,
+        );
         r.start(1, &encoded());
         assert!(run(&mut r, b"Status: 200 OK\r\n\r\nhi", 3)
             .unwrap()
@@ -667,7 +711,14 @@ mod tests {
 
     #[test]
     fn ajp_answers_get_body_chunk_and_completes() {
-        let mut r = Reader::new(Protocol::Ajp, 1, true, false, None);
+        let mut r = Reader::new(
+            Protocol::Ajp,
+            1,
+            true,
+            false,
+            None,
+            ajp::PacketSize::DEFAULT,
+        );
         let mut req = encoded();
         req.body = b"0123456789".to_vec();
         req.ajp_first_sent = 4;

@@ -320,3 +320,45 @@ fn no_progress_line_outside_a_terminal() {
         "{stdout}{stderr}"
     );
 }
+
+#[test]
+fn ajp_secret_and_packet_size() {
+    let dir = TempDir::new("ajp-secret");
+    let ajp = Addr::loopback();
+    let _engine = Engine::diag_with(
+        &dir,
+        &[("--ajp", &ajp)],
+        &["--ajp-secret", "s3cret", "--ajp-packet-size", "16384"],
+    );
+    let target = ajp.target("ajp", "/echo");
+    let body: String = "abcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .cycle()
+        .take(40_000)
+        .collect();
+    let base = [
+        "-n",
+        "50",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-m",
+        "POST",
+        "--body-size",
+        "40000",
+        "--ajp-packet-size",
+        "16384",
+    ];
+    let mut good = base.to_vec();
+    good.extend(["--ajp-secret", "s3cret", "--expect-body", &body, &target]);
+    load(&good).assert_clean(50);
+    // Without the secret the engine answers 403.
+    let mut bad = base.to_vec();
+    bad.push(&target);
+    let run = load(&bad);
+    assert_eq!(run.u64("requests"), 0);
+    assert_eq!(run.errors("status"), 50, "{}", run.json);
+}

@@ -222,8 +222,13 @@ impl Engine {
     /// Starts `ringfast --app diag --workers 1` with `listeners` as (option, address) pairs,
     /// e.g. `("--fastcgi", addr)`.
     pub fn diag(dir: &TempDir, listeners: &[(&str, &Addr)]) -> Engine {
+        Engine::diag_with(dir, listeners, &[])
+    }
+
+    /// [`Engine::diag`] with `extra` options.
+    pub fn diag_with(dir: &TempDir, listeners: &[(&str, &Addr)], extra: &[&str]) -> Engine {
         let mut cmd = Command::new(ringfast_bin());
-        cmd.args(["--app", "diag", "--workers", "1"]);
+        cmd.args(["--app", "diag", "--workers", "1"]).args(extra);
         for (option, addr) in listeners {
             cmd.args([option.to_string(), addr.engine_arg()]);
         }
