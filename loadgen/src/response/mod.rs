@@ -4,15 +4,19 @@
 
 use std::rc::Rc;
 
-use engine::proto::{ajp, fcgi, scgi};
+mod fcgi;
+mod http;
+
+use engine::proto::{ajp, scgi};
+
+pub use fcgi::FcgiReader;
+pub use http::HttpReader;
 
 use crate::request::Encoded;
 use crate::target::Protocol;
 
 /// Largest response head accepted (CGI head or HTTP head).
 const MAX_HEAD: usize = 64 * 1024;
-/// Most HTTP response headers parsed.
-const MAX_HTTP_HEADERS: usize = 64;
 
 /// A response read to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +104,7 @@ impl Reader {
         ajp_size: ajp::PacketSize,
     ) -> Self {
         match protocol {
-            Protocol::Fcgi => Reader::Fcgi(FcgiReader {
-                slots: (0..mux).map(|_| None).collect(),
-                keepalive,
-                expect,
-            }),
+            Protocol::Fcgi => Reader::Fcgi(FcgiReader::new(mux, keepalive, expect)),
             Protocol::Scgi => Reader::Scgi(CgiStream {
                 cgi: scgi::ResponseReader::new(MAX_HEAD),
                 body: BodyCheck::new(expect),
@@ -116,33 +116,16 @@ impl Reader {
                 body: BodyCheck::new(expect),
                 keepalive,
             }),
-            Protocol::Http => Reader::Http(HttpReader {
-                state: HttpState::Head,
-                status: 0,
-                reuse: false,
-                body: BodyCheck::new(expect),
-                keepalive,
-                head,
-            }),
+            Protocol::Http => {
+                Reader::Http(HttpReader::new(keepalive, head, BodyCheck::new(expect)))
+            }
         }
     }
 
     /// Request `id` was sent (ids are 1..=mux).
     pub fn start(&mut self, id: u16, request: &Encoded) {
         match self {
-            Reader::Fcgi(r) => {
-                if let Some(slot) = r.slots.get_mut(usize::from(id) - 1) {
-                    let mut cgi = match slot.take() {
-                        Some(old) => old.cgi,
-                        None => scgi::ResponseReader::new(MAX_HEAD),
-                    };
-                    cgi.reset();
-                    *slot = Some(FcgiSlot {
-                        cgi,
-                        body: BodyCheck::new(r.expect.clone()),
-                    });
-                }
-            }
+            Reader::Fcgi(r) => r.start(id),
             Reader::Scgi(r) => {
                 r.cgi.reset();
                 r.body.reset();
@@ -153,11 +136,7 @@ impl Reader {
                 r.sender = ajp::BodySender::new(request.ajp_first_sent, request.ajp_packet_size);
                 r.body.reset();
             }
-            Reader::Http(r) => {
-                r.state = HttpState::Head;
-                r.status = 0;
-                r.body.reset();
-            }
+            Reader::Http(r) => r.start(),
         }
     }
 
@@ -196,91 +175,14 @@ impl Reader {
                 });
                 Ok(())
             }
-            Reader::Http(r) if matches!(r.state, HttpState::UntilClose) => {
-                done.push(Done {
-                    id: 1,
-                    status: r.status,
-                    body_ok: r.body.finish(),
-                    reuse: false,
-                });
+            Reader::Http(r) if r.ends_with_the_connection() => {
+                r.complete(done);
                 Ok(())
             }
             _ => Err(ProtoError(
                 "connection closed before the response ended".into(),
             )),
         }
-    }
-}
-
-/// FastCGI: one CGI reader per request id.
-#[derive(Debug)]
-pub struct FcgiReader {
-    slots: Vec<Option<FcgiSlot>>,
-    keepalive: bool,
-    expect: Option<Rc<[u8]>>,
-}
-
-#[derive(Debug)]
-struct FcgiSlot {
-    cgi: scgi::ResponseReader,
-    body: BodyCheck,
-}
-
-impl FcgiReader {
-    fn read(&mut self, buf: &[u8], done: &mut Vec<Done>) -> Result<usize, ProtoError> {
-        let mut at = 0;
-        loop {
-            let rest = buf.get(at..).unwrap_or_default();
-            let (record, used) = match fcgi::decode_response_record(rest).map_err(perr)? {
-                fcgi::Decode::Complete(record, used) => (record, used),
-                fcgi::Decode::Partial => return Ok(at),
-            };
-            at += used;
-            match record {
-                fcgi::ResponseRecord::Stdout { request_id, data } => {
-                    let slot = self.slot(request_id)?;
-                    let body = &mut slot.body;
-                    slot.cgi.feed(data, |b| body.feed(b)).map_err(perr)?;
-                }
-                fcgi::ResponseRecord::EndRequest { request_id, end } => {
-                    let slot = self.slot(request_id)?;
-                    if end.protocol_status != fcgi::protocol_status::REQUEST_COMPLETE {
-                        return Err(ProtoError(format!(
-                            "END_REQUEST with protocol status {}",
-                            end.protocol_status
-                        )));
-                    }
-                    let finished = slot.cgi.finish().map_err(perr)?;
-                    let body_ok = slot.body.finish();
-                    if let Some(s) = self.slots.get_mut(usize::from(request_id) - 1) {
-                        // Keep the reader's memory for the next request on this id.
-                        if let Some(mut old) = s.take() {
-                            old.cgi.reset();
-                            *s = Some(old);
-                        }
-                    }
-                    done.push(Done {
-                        id: request_id,
-                        status: finished.status,
-                        body_ok,
-                        reuse: self.keepalive,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn slot(&mut self, id: u16) -> Result<&mut FcgiSlot, ProtoError> {
-        usize::from(id)
-            .checked_sub(1)
-            .and_then(|i| self.slots.get_mut(i))
-            .and_then(Option::as_mut)
-            .ok_or_else(|| {
-                ProtoError(format!(
-                    "record for request id {id}, which is not in flight"
-                ))
-            })
     }
 }
 
@@ -338,162 +240,10 @@ impl AjpReader {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HttpState {
-    Head,
-    Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkCrlf,
-    Trailer,
-    UntilClose,
-}
-
-/// HTTP/1.1.
-#[derive(Debug)]
-pub struct HttpReader {
-    state: HttpState,
-    status: u16,
-    reuse: bool,
-    body: BodyCheck,
-    keepalive: bool,
-    head: bool,
-}
-
-impl HttpReader {
-    fn read(&mut self, buf: &[u8], done: &mut Vec<Done>) -> Result<usize, ProtoError> {
-        let mut at = 0;
-        loop {
-            let rest = buf.get(at..).unwrap_or_default();
-            match self.state {
-                HttpState::Head => {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HTTP_HEADERS];
-                    let mut resp = httparse::Response::new(&mut headers);
-                    let used = match resp.parse(rest).map_err(perr)? {
-                        httparse::Status::Complete(n) => n,
-                        httparse::Status::Partial if rest.len() > MAX_HEAD => {
-                            return Err(ProtoError("HTTP response head too large".into()))
-                        }
-                        httparse::Status::Partial => return Ok(at),
-                    };
-                    at += used;
-                    let status = resp.code.unwrap_or(0);
-                    let version = resp.version.unwrap_or(1);
-                    let mut length = None;
-                    let mut chunked = false;
-                    let mut close = version == 0;
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            let text = std::str::from_utf8(h.value).map_err(perr)?;
-                            length = Some(text.trim().parse::<u64>().map_err(perr)?);
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            chunked = h.value.eq_ignore_ascii_case(b"chunked")
-                                || h.value.ends_with(b"chunked");
-                        } else if h.name.eq_ignore_ascii_case("connection") {
-                            let v = h.value.to_ascii_lowercase();
-                            if v.windows(5).any(|w| w == b"close") {
-                                close = true;
-                            } else if v.windows(10).any(|w| w == b"keep-alive") {
-                                close = false;
-                            }
-                        }
-                    }
-                    self.status = status;
-                    self.reuse = self.keepalive && !close;
-                    let no_body = self.head || matches!(status, 100..=199 | 204 | 304);
-                    self.state = if no_body {
-                        HttpState::Length(0)
-                    } else if chunked {
-                        HttpState::ChunkSize
-                    } else if let Some(n) = length {
-                        HttpState::Length(n)
-                    } else {
-                        self.reuse = false;
-                        HttpState::UntilClose
-                    };
-                    if self.state == HttpState::Length(0) {
-                        self.complete(done);
-                        return Ok(at);
-                    }
-                }
-                HttpState::Length(left) => {
-                    let n = (rest.len() as u64).min(left);
-                    self.body.feed(rest.get(..n as usize).unwrap_or_default());
-                    at += n as usize;
-                    self.state = HttpState::Length(left - n);
-                    if left == n {
-                        self.complete(done);
-                        return Ok(at);
-                    }
-                    return Ok(at);
-                }
-                HttpState::UntilClose => {
-                    self.body.feed(rest);
-                    return Ok(at + rest.len());
-                }
-                HttpState::ChunkSize => match httparse::parse_chunk_size(rest)
-                    .map_err(|_| ProtoError("bad HTTP chunk size".into()))?
-                {
-                    httparse::Status::Complete((used, 0)) => {
-                        at += used;
-                        self.state = HttpState::Trailer;
-                    }
-                    httparse::Status::Complete((used, size)) => {
-                        at += used;
-                        self.state = HttpState::ChunkData(size);
-                    }
-                    httparse::Status::Partial => return Ok(at),
-                },
-                HttpState::ChunkData(left) => {
-                    if rest.is_empty() {
-                        return Ok(at);
-                    }
-                    let n = (rest.len() as u64).min(left);
-                    self.body.feed(rest.get(..n as usize).unwrap_or_default());
-                    at += n as usize;
-                    self.state = if left == n {
-                        HttpState::ChunkCrlf
-                    } else {
-                        HttpState::ChunkData(left - n)
-                    };
-                }
-                HttpState::ChunkCrlf => match rest {
-                    [b'\r', b'\n', ..] => {
-                        at += 2;
-                        self.state = HttpState::ChunkSize;
-                    }
-                    [] | [b'\r'] => return Ok(at),
-                    _ => return Err(ProtoError("HTTP chunk not followed by CRLF".into())),
-                },
-                HttpState::Trailer => {
-                    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                        return Ok(at);
-                    };
-                    let line = rest.get(..nl).unwrap_or_default();
-                    at += nl + 1;
-                    if line.is_empty() || line == b"\r" {
-                        self.complete(done);
-                        return Ok(at);
-                    }
-                }
-            }
-        }
-    }
-
-    fn complete(&mut self, done: &mut Vec<Done>) {
-        done.push(Done {
-            id: 1,
-            status: self.status,
-            body_ok: self.body.finish(),
-            reuse: self.reuse,
-        });
-        self.state = HttpState::Head;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::proto::fcgi as codec;
 
     fn encoded() -> Encoded {
         Encoded {
@@ -621,15 +371,15 @@ mod tests {
         r.start(1, &encoded());
         r.start(2, &encoded());
         let mut wire = Vec::new();
-        fcgi::encode_stream(&mut wire, fcgi::rtype::STDOUT, 2, b"Status: 201\r\n\r\nok");
-        fcgi::encode_stream(
+        codec::encode_stream(&mut wire, codec::rtype::STDOUT, 2, b"Status: 201\r\n\r\nok");
+        codec::encode_stream(
             &mut wire,
-            fcgi::rtype::STDOUT,
+            codec::rtype::STDOUT,
             1,
             b"Content-Type: a\r\n\r\nno",
         );
-        fcgi::encode_end_request(&mut wire, 2, 0, 0);
-        fcgi::encode_end_request(&mut wire, 1, 0, 0);
+        codec::encode_end_request(&mut wire, 2, 0, 0);
+        codec::encode_end_request(&mut wire, 1, 0, 0);
         for piece in [1, 5, wire.len()] {
             let mut r2 = Reader::new(
                 Protocol::Fcgi,
@@ -662,7 +412,7 @@ mod tests {
         }
         // A record for an id not in flight is a protocol error.
         let mut stray = Vec::new();
-        fcgi::encode_end_request(&mut stray, 9, 0, 0);
+        codec::encode_end_request(&mut stray, 9, 0, 0);
         assert!(run(&mut r, &stray, 100).is_err());
     }
 
@@ -678,7 +428,7 @@ mod tests {
         );
         r.start(1, &encoded());
         let mut wire = Vec::new();
-        fcgi::encode_end_request(&mut wire, 1, 0, fcgi::protocol_status::OVERLOADED);
+        codec::encode_end_request(&mut wire, 1, 0, codec::protocol_status::OVERLOADED);
         assert!(run(&mut r, &wire, 100).is_err());
     }
 
