@@ -98,112 +98,126 @@ fn host_header(config: &Config) -> String {
 
 /// Encodes the request of `config`.
 pub fn encode(config: &Config) -> Result<Encoded, EncodeError> {
-    let mut bytes = Vec::new();
-    let mut fcgi_slots = None;
-    let mut ajp_first_sent = 0;
+    let mut encoded = Encoded {
+        bytes: Vec::new(),
+        fcgi_slots: None,
+        body: config.body.clone(),
+        ajp_first_sent: 0,
+        ajp_packet_size: config.ajp_packet_size,
+    };
     match config.target.protocol {
-        Protocol::Fcgi => {
-            let vars = cgi_vars(config);
-            let pairs: Vec<(&[u8], &[u8])> = vars
-                .iter()
-                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-                .collect();
-            fcgi::encode_request(
-                &mut bytes,
-                &fcgi::RequestSpec {
-                    request_id: 1,
-                    keep_conn: config.keepalive,
-                    params: &pairs,
-                    body: &config.body,
-                },
-            );
-            fcgi_slots = Some(fcgi::RequestIdSlots::find(&bytes)?);
-        }
-        Protocol::Scgi => {
-            let vars = cgi_vars(config);
-            let pairs = vars
-                .iter()
-                .filter(|(n, _)| n != "CONTENT_LENGTH" && n != "SCGI")
-                .map(|(n, v)| (n.as_bytes(), v.as_bytes()));
-            scgi::encode_request_with_body(pairs, &config.body, &mut bytes)?;
-        }
-        Protocol::Ajp => {
-            let mut headers: Vec<(String, String)> = vec![("Host".into(), host_header(config))];
-            headers.extend(
-                config
-                    .headers
-                    .iter()
-                    .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
-                    .cloned(),
-            );
-            if !config.body.is_empty() {
-                headers.push(("Content-Length".into(), config.body.len().to_string()));
-            }
-            if !config.keepalive {
-                headers.push(("Connection".into(), "close".into()));
-            }
-            let header_refs: Vec<(&[u8], &[u8])> = headers
-                .iter()
-                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-                .collect();
-            let t = &config.target;
-            let query = t.query.as_bytes();
-            let mut attributes = Vec::new();
-            if !query.is_empty() {
-                attributes.push(ajp::Attribute::QueryString(Some(query)));
-            }
-            if let Some(secret) = &config.ajp_secret {
-                attributes.push(ajp::Attribute::Secret(Some(secret.as_bytes())));
-            }
-            let head = ajp::RequestHead {
-                method: config.method.as_bytes(),
-                protocol: Some(b"HTTP/1.1"),
-                req_uri: Some(t.path.as_bytes()),
-                remote_addr: Some(b"127.0.0.1"),
-                remote_host: None,
-                server_name: Some(t.server_name().as_bytes()),
-                server_port: t.server_port(),
-                is_ssl: false,
-                headers: &header_refs,
-                attributes: &attributes,
-            };
-            ajp::encode_forward_request(&head, config.ajp_packet_size, &mut bytes)?;
-            ajp_first_sent =
-                ajp::first_body_packet(&config.body, config.ajp_packet_size, &mut bytes);
-        }
-        Protocol::Http => {
-            use std::fmt::Write as _;
-            let mut head = String::new();
-            let _ = write!(
-                head,
-                "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringfast-load\r\n",
-                config.method,
-                config.target.uri(),
-                host_header(config)
-            );
-            for (name, value) in &config.headers {
-                if !name.eq_ignore_ascii_case("content-length") {
-                    let _ = write!(head, "{name}: {value}\r\n");
-                }
-            }
-            if !config.body.is_empty() {
-                let _ = write!(head, "Content-Length: {}\r\n", config.body.len());
-            }
-            if !config.keepalive {
-                head.push_str("Connection: close\r\n");
-            }
-            head.push_str("\r\n");
-            bytes.extend_from_slice(head.as_bytes());
-            bytes.extend_from_slice(&config.body);
+        Protocol::Fcgi => encode_fcgi(config, &mut encoded)?,
+        Protocol::Scgi => encode_scgi(config, &mut encoded.bytes)?,
+        Protocol::Ajp => encode_ajp(config, &mut encoded)?,
+        Protocol::Http => encode_http(config, &mut encoded.bytes),
+    }
+    Ok(encoded)
+}
+
+fn as_pairs(vars: &[(String, String)]) -> Vec<(&[u8], &[u8])> {
+    vars.iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        .collect()
+}
+
+/// BEGIN_REQUEST, PARAMS, STDIN with request id 1, and where the ids are.
+fn encode_fcgi(config: &Config, out: &mut Encoded) -> Result<(), EncodeError> {
+    let vars = cgi_vars(config);
+    let pairs = as_pairs(&vars);
+    fcgi::encode_request(
+        &mut out.bytes,
+        &fcgi::RequestSpec {
+            request_id: 1,
+            keep_conn: config.keepalive,
+            params: &pairs,
+            body: &config.body,
+        },
+    );
+    out.fcgi_slots = Some(fcgi::RequestIdSlots::find(&out.bytes)?);
+    Ok(())
+}
+
+/// The netstring head (CONTENT_LENGTH and SCGI first, written by the codec) and the body.
+fn encode_scgi(config: &Config, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let vars = cgi_vars(config);
+    let pairs = vars
+        .iter()
+        .filter(|(n, _)| n != "CONTENT_LENGTH" && n != "SCGI")
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+    scgi::encode_request_with_body(pairs, &config.body, out)?;
+    Ok(())
+}
+
+/// The Forward Request and the first body packet.
+fn encode_ajp(config: &Config, out: &mut Encoded) -> Result<(), EncodeError> {
+    let mut headers: Vec<(String, String)> = vec![("Host".into(), host_header(config))];
+    headers.extend(
+        config
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
+            .cloned(),
+    );
+    if !config.body.is_empty() {
+        headers.push(("Content-Length".into(), config.body.len().to_string()));
+    }
+    if !config.keepalive {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    let header_pairs = as_pairs(&headers);
+    let t = &config.target;
+    let mut attributes = Vec::new();
+    if !t.query.is_empty() {
+        attributes.push(ajp::Attribute::QueryString(Some(t.query.as_bytes())));
+    }
+    if let Some(secret) = &config.ajp_secret {
+        attributes.push(ajp::Attribute::Secret(Some(secret.as_bytes())));
+    }
+    let head = ajp::RequestHead {
+        method: config.method.as_bytes(),
+        protocol: Some(b"HTTP/1.1"),
+        req_uri: Some(t.path.as_bytes()),
+        remote_addr: Some(b"127.0.0.1"),
+        remote_host: None,
+        server_name: Some(t.server_name().as_bytes()),
+        server_port: t.server_port(),
+        is_ssl: false,
+        headers: &header_pairs,
+        attributes: &attributes,
+    };
+    ajp::encode_forward_request(&head, config.ajp_packet_size, &mut out.bytes)?;
+    out.ajp_first_sent =
+        ajp::first_body_packet(&config.body, config.ajp_packet_size, &mut out.bytes);
+    Ok(())
+}
+
+/// Request line, Host, User-Agent, the -H headers, Content-Length, Connection: close without
+/// keep-alive, then the body.
+fn encode_http(config: &Config, out: &mut Vec<u8>) {
+    use std::fmt::Write as _;
+    let mut head = String::new();
+    // Writing into a String cannot fail.
+    let _ = write!(
+        head,
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringfast-load\r\n",
+        config.method,
+        config.target.uri(),
+        host_header(config)
+    );
+    for (name, value) in &config.headers {
+        if !name.eq_ignore_ascii_case("content-length") {
+            let _ = write!(head, "{name}: {value}\r\n");
         }
     }
-    Ok(Encoded {
-        bytes,
-        fcgi_slots,
-        body: config.body.clone(),
-        ajp_first_sent,
-        ajp_packet_size: config.ajp_packet_size,
-    })
+    if !config.body.is_empty() {
+        let _ = write!(head, "Content-Length: {}\r\n", config.body.len());
+    }
+    if !config.keepalive {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&config.body);
 }
 
 #[cfg(test)]
