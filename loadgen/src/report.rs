@@ -89,6 +89,7 @@ pub fn json(config: &Config, outcome: &Outcome) -> Value {
         "threads": outcome.threads,
         "target_rps": config.rate,
         "duration_s": outcome.duration.as_secs_f64(),
+        "interrupted": outcome.interrupted,
         "requests": s.requests,
         "errors": { "connect": e.connect, "protocol": e.protocol, "timeout": e.timeout,
                     "status": e.status, "body": e.body },
@@ -142,9 +143,14 @@ pub fn summary(config: &Config, outcome: &Outcome) -> String {
     );
     let _ = writeln!(
         out,
-        "  measured   {:.3} s after {:.1} s warm-up",
+        "  measured   {:.3} s after {:.1} s warm-up{}",
         outcome.duration.as_secs_f64(),
-        config.warmup.as_secs_f64()
+        config.warmup.as_secs_f64(),
+        if outcome.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
     );
     let _ = write!(
         out,

@@ -37,6 +37,8 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Shared {
     stop: AtomicBool,
+    /// Set by SIGINT or SIGTERM: stop early and report what was measured.
+    interrupted: Arc<AtomicBool>,
     /// Measured outcomes so far, successes and errors (only counted with `--requests`).
     measured: AtomicU64,
     /// Nanoseconds from `measure_start` to the last counted request (`--requests`).
@@ -66,7 +68,9 @@ impl ThreadCtx {
 
     /// Whether the run is over.
     pub fn stopped(&self, now: Instant) -> bool {
-        self.plan.end.is_some_and(|end| now >= end) || self.shared.stop.load(Ordering::Relaxed)
+        self.plan.end.is_some_and(|end| now >= end)
+            || self.shared.stop.load(Ordering::Relaxed)
+            || self.shared.interrupted.load(Ordering::Relaxed)
     }
 
     /// Counts an error of `kind` that happened at `now`.
@@ -138,6 +142,8 @@ pub struct Outcome {
     pub duration: Duration,
     /// Threads used.
     pub threads: usize,
+    /// The run was cut short by SIGINT or SIGTERM.
+    pub interrupted: bool,
 }
 
 /// Why a run could not start.
@@ -147,7 +153,7 @@ pub enum RunError {
     /// The request could not be encoded.
     #[error(transparent)]
     Encode(#[from] crate::request::EncodeError),
-    /// A thread or its runtime could not start.
+    /// A thread, its runtime or the signal handlers could not start.
     #[error("cannot start a load thread: {0}")]
     Thread(std::io::Error),
     /// A load thread panicked.
@@ -171,8 +177,16 @@ pub fn run(config: Config) -> Result<Outcome, RunError> {
         measure_start,
         end,
     };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal exits at once (status 130); the first stops the run and reports.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&interrupted))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&interrupted)))
+            .map_err(RunError::Thread)?;
+    }
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
+        interrupted,
         measured: AtomicU64::new(0),
         finished_ns: AtomicU64::new(0),
         progress: (0..threads).map(|_| Progress::default()).collect(),
@@ -200,7 +214,11 @@ pub fn run(config: Config) -> Result<Outcome, RunError> {
             .map_err(RunError::Thread)?;
         stats.merge(&thread_stats);
     }
+    let interrupted = shared.interrupted.load(Ordering::Relaxed);
     let duration = match end {
+        Some(end) if interrupted => Instant::now()
+            .min(end)
+            .saturating_duration_since(measure_start),
         Some(end) => end.duration_since(measure_start),
         None => {
             let ns = shared.finished_ns.load(Ordering::Relaxed);
@@ -215,6 +233,7 @@ pub fn run(config: Config) -> Result<Outcome, RunError> {
         stats,
         duration,
         threads,
+        interrupted,
     })
 }
 

@@ -362,3 +362,28 @@ fn ajp_secret_and_packet_size() {
     assert_eq!(run.u64("requests"), 0);
     assert_eq!(run.errors("status"), 50, "{}", run.json);
 }
+
+#[test]
+fn sigint_stops_the_run_and_reports_it() {
+    let s = servers();
+    let target = s.fcgi.target("fcgi", "/hello");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringfast-load"))
+        .args([
+            "-d", "60", "--warmup", "0", "-c", "2", "--json", "-", &target,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ringfast-load");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(json["interrupted"], true);
+    let duration = json["duration_s"].as_f64().unwrap();
+    assert!((1.0..30.0).contains(&duration), "{json}");
+    assert!(json["requests"].as_u64().unwrap() > 0, "{json}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(interrupted)"));
+}
