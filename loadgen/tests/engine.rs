@@ -218,8 +218,10 @@ fn open_loop_keeps_its_rate() {
     assert_eq!(run.json["model"], "open");
     assert_eq!(run.f64("target_rps"), 400.0);
     let rps = run.f64("rps");
-    // 800 requests are scheduled in the window; allow for the edges of a noisy machine.
-    assert!((340.0..=420.0).contains(&rps), "rps {rps}: {}", run.json);
+    // 800 requests are scheduled in the window; allow for the edges of a noisy machine. A closed
+    // loop against this server runs far faster (see every_protocol_keepalive_closed_loop), so
+    // a rate near 400 is the schedule at work.
+    assert!((320.0..=440.0).contains(&rps), "rps {rps}: {}", run.json);
 }
 
 #[test]
