@@ -283,7 +283,7 @@ impl Conn {
             } else if !done.body_ok {
                 ctx.error(ErrorKind::Body, now);
             } else {
-                ctx.success(flight.intended, flight.sent, now);
+                ctx.success(flight.intended, now);
             }
         }
         reuse

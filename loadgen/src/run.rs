@@ -83,9 +83,9 @@ impl ThreadCtx {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A successful response at `now` to a request meant for `intended` and sent at `sent`.
-    /// Latency runs from the intended send time (equal to `sent` in closed loop).
-    pub fn success(&self, intended: Instant, _sent: Instant, now: Instant) {
+    /// A successful response at `now` to a request meant to be sent at `intended`. Latency runs
+    /// from the intended send time (in closed loop: the actual send time).
+    pub fn success(&self, intended: Instant, now: Instant) {
         self.shared.progress[self.thread]
             .ok
             .fetch_add(1, Ordering::Relaxed);
