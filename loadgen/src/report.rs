@@ -63,6 +63,31 @@ pub fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     out
 }
 
+/// Coarse buckets for the text summary: upper bounds 1, 2, 5, 10, 20, 50, ... µs, from the
+/// first non-empty one to the last.
+fn coarse_buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    if h.is_empty() {
+        return out;
+    }
+    let mut low = 0u64;
+    let mut decade = 1u64;
+    'outer: loop {
+        for step in [1, 2, 5] {
+            let high = decade.saturating_mul(step);
+            out.push((high, h.count_between(low + u64::from(low > 0), high)));
+            low = high;
+            if high >= h.max() {
+                break 'outer;
+            }
+        }
+        decade = decade.saturating_mul(10);
+    }
+    let first = out.iter().position(|&(_, c)| c > 0).unwrap_or(0);
+    out.drain(..first);
+    out
+}
+
 /// The raw histogram, V2 deflate encoded, base64.
 fn serialized(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
@@ -195,6 +220,17 @@ pub fn summary(config: &Config, outcome: &Outcome) -> String {
         if config.rate.is_some() {
             let _ = writeln!(out, "             (from the intended send time)");
         }
+        let buckets = coarse_buckets(h);
+        let top = buckets.iter().map(|&(_, c)| c).max().unwrap_or(1).max(1);
+        for (le, count) in buckets {
+            let bar = "#".repeat(((count * 40).div_ceil(top)) as usize);
+            let _ = writeln!(
+                out,
+                "  {:>10} {:>10} {bar}",
+                format!("<={}", us(le as f64)),
+                count
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -219,6 +255,19 @@ mod tests {
         assert_eq!(b.iter().map(|(_, c)| c).sum::<u64>(), h.len());
         assert!(b.windows(2).all(|w| w[0].0 < w[1].0), "increasing bounds");
         assert!(b.last().unwrap().0 >= h.max() as f64);
+    }
+
+    #[test]
+    fn coarse_buckets_start_at_the_first_value_and_cover_all() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for v in [30u64, 45, 700, 701, 12_000] {
+            h.record(v).unwrap();
+        }
+        let b = coarse_buckets(&h);
+        assert_eq!(b.first(), Some(&(50, 2)));
+        assert_eq!(b.iter().map(|&(_, c)| c).sum::<u64>(), 5);
+        assert!(b.last().unwrap().0 >= h.max());
+        assert!(b.contains(&(1000, 2)));
     }
 
     #[test]
