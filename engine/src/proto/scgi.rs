@@ -27,6 +27,9 @@
 use std::fmt;
 use std::ops::Range;
 
+mod client;
+pub use client::{encode_request_with_body, Finished, ReadError, ResponseReader};
+
 /// Default for [`Limits::max_header_block`]: 64 KiB of name/value pairs.
 pub const DEFAULT_MAX_HEADER_BLOCK: usize = 64 * 1024;
 

@@ -115,6 +115,9 @@ pub struct Server {
     metrics: Option<crate::metrics::Exporter>,
     /// Set in a worker process forked by the prefork supervisor.
     child: Option<prefork::ChildRole>,
+    /// This process removes the Unix socket files it bound and the pidfile when it is done
+    /// (not a forked worker process, not the parent left behind by `--daemonize`).
+    owns_files: bool,
 }
 
 impl Server {
@@ -179,6 +182,7 @@ impl Server {
             stop: StopHandle::new(),
             metrics,
             child: None,
+            owns_files: true,
         })
     }
 
@@ -192,6 +196,10 @@ impl Server {
         }
         let forked = daemon::daemonize(self.config.log_file.as_deref())
             .map_err(|source| ServerError::Worker { index: 0, source })?;
+        if let daemon::Daemonized::Parent { .. } = forked {
+            // The files are the daemon's now.
+            self.owns_files = false;
+        }
         if forked == daemon::Daemonized::Daemon {
             if let Some(path) = &self.config.pidfile {
                 if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
@@ -336,7 +344,6 @@ impl Server {
                 .map_err(|source| ServerError::Worker { index, source })?;
         }
         drop(done_tx);
-        let is_child = child.is_some();
         if let Some(child) = child {
             let registry = registry.clone();
             let render = move || registry.as_ref().map(|r| r.render()).unwrap_or_default();
@@ -376,16 +383,20 @@ impl Server {
             }
         }
         // The supervisor owns the Unix socket paths of a worker process.
-        if !is_child {
-            self.cleanup();
-        }
+        self.cleanup();
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    fn cleanup(&self) {
+    /// Removes the Unix socket files and the pidfile, once, if this process owns them. Also
+    /// runs on drop, so a server that never ran (an application that failed to load) leaves
+    /// nothing behind.
+    fn cleanup(&mut self) {
+        if !std::mem::take(&mut self.owns_files) {
+            return;
+        }
         if let Some(path) = &self.config.pidfile {
             let _ = std::fs::remove_file(path);
         }
@@ -394,6 +405,12 @@ impl Server {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.cleanup();
     }
 }
 

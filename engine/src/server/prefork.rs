@@ -247,6 +247,7 @@ impl Supervisor {
             ..
         } = self;
         drop((signals, http, slots));
+        server.owns_files = false;
         server.child = Some(ChildRole {
             slot,
             channel,

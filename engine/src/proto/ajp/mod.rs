@@ -30,12 +30,14 @@
 
 mod body;
 mod cgi;
+mod client;
 mod reader;
 mod request;
 mod response;
 
 pub use body::{decode_body_packet, encode_body_chunk, encode_body_end, BodyFraming, BodyPacket};
 pub use cgi::CgiOptions;
+pub use client::{first_body_packet, BodySender, ResponseError, ResponseEvent, ResponseReader};
 pub use request::{
     decode_server_packet, encode_cping, encode_forward_request, encode_shutdown, method_code,
     method_name, request_header_code, request_header_name, Attribute, Attributes, ForwardRequest,

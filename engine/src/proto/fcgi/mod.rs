@@ -11,7 +11,10 @@ mod nv;
 mod params;
 mod record;
 
-pub use client::{encode_request, RequestSpec};
+pub use client::{
+    decode_response_record, encode_request, RequestIdSlots, RequestSpec, ResponseRecord,
+    ResponseRecordError, SlotsError,
+};
 pub use nv::{encode_nv, nv_len, NvError, NvIter};
 pub use params::{Params, ParamsError};
 pub use record::{
