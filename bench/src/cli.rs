@@ -54,6 +54,10 @@ pub struct Options {
     /// Lock file shared by every benchmark run on the machine.
     #[arg(long, default_value = crate::lock::DEFAULT_LOCK)]
     pub lock: PathBuf,
+    /// Measure nothing: rewrite the report (REPORT.md and the plots) in --out from a
+    /// results.json written by an earlier run.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    pub from_json: Option<PathBuf>,
     /// Keep each contender's temporary directory (configs and logs) instead of removing it.
     #[arg(long)]
     pub keep_temp: bool,

@@ -30,6 +30,17 @@ fn main() -> ExitCode {
 /// Runs the matrix and writes the report. `Ok(false)` when a contender failed to start, died, or
 /// a run answered no request.
 fn run(opts: &Options) -> Result<bool, BenchError> {
+    if let Some(path) = &opts.from_json {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BenchError::io(format!("reading {}", path.display()), e))?;
+        let raw: RawResults = serde_json::from_str(&text).map_err(|e| BenchError::Parse {
+            client: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        report::write(&opts.out, &raw)?;
+        eprintln!("ringfast-bench: rewrote {}/REPORT.md", opts.out.display());
+        return Ok(true);
+    }
     let started = Instant::now();
     let plan = Plan::from_options(opts)?;
     let lock = RunLock::acquire(&opts.lock)?;
@@ -105,6 +116,7 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
         busy_at_start,
         notes: tools.notes.clone(),
         elapsed_s: started.elapsed().as_secs_f64(),
+        date: report::date_utc(),
     };
     report::write(&opts.out, &raw)?;
     eprintln!(

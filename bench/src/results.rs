@@ -136,4 +136,7 @@ pub struct RawResults {
     pub notes: Vec<String>,
     /// Wall seconds of the whole run.
     pub elapsed_s: f64,
+    /// When the run ended (`YYYY-MM-DD HH:MM UTC`).
+    #[serde(default)]
+    pub date: String,
 }
