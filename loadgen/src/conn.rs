@@ -10,6 +10,13 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::response::{Done, Reader};
+
+/// How late the load generator's own timer may wake (tokio's timer has a 1 ms resolution).
+/// In open loop, a request whose connection was idle at its intended send time and that goes out
+/// at most this late is timed from its actual send: the delay is the generator's, not the
+/// server's. Later than that, or when the connection was still busy with an earlier request,
+/// it is timed from the intended send time (coordinated omission corrected).
+const TIMER_SLACK: Duration = Duration::from_millis(2);
 use crate::run::ThreadCtx;
 use crate::stats::ErrorKind;
 use crate::target::Endpoint;
@@ -87,6 +94,7 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
             cfg.ajp_packet_size,
         ),
         inflight: vec![None; cfg.mux],
+        free_since: vec![Instant::now(); cfg.mux],
         request: ctx.request.bytes.clone(),
         wbuf: Vec::new(),
         buf: Vec::with_capacity(READ_CHUNK),
@@ -120,6 +128,8 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
 struct Conn {
     reader: Reader,
     inflight: Vec<Option<InFlight>>,
+    /// When each slot last became free (its response completed, or the connection opened).
+    free_since: Vec<Instant>,
     request: Vec<u8>,
     wbuf: Vec<u8>,
     buf: Vec<u8>,
@@ -147,6 +157,8 @@ impl Conn {
     ) -> SessionEnd {
         let cfg = &ctx.config;
         self.buf.clear();
+        let opened = Instant::now();
+        self.free_since.iter_mut().for_each(|t| *t = opened);
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let timer = tokio::time::sleep_until(far.into());
         tokio::pin!(timer);
@@ -163,7 +175,12 @@ impl Conn {
                     Some(step) if *next_intended <= now => {
                         let at = *next_intended;
                         *next_intended += step;
-                        at
+                        let idle_at_intended = self.free_since[free] <= at;
+                        if idle_at_intended && now.saturating_duration_since(at) <= TIMER_SLACK {
+                            now
+                        } else {
+                            at
+                        }
                     }
                     Some(_) => break,
                     None => now,
@@ -270,13 +287,11 @@ impl Conn {
     fn complete(&mut self, ctx: &ThreadCtx, now: Instant) -> bool {
         let mut reuse = true;
         for done in self.done.drain(..) {
-            let Some(flight) = self
-                .inflight
-                .get_mut(usize::from(done.id).wrapping_sub(1))
-                .and_then(Option::take)
-            else {
+            let slot = usize::from(done.id).wrapping_sub(1);
+            let Some(flight) = self.inflight.get_mut(slot).and_then(Option::take) else {
                 continue;
             };
+            self.free_since[slot] = now;
             reuse &= done.reuse;
             if done.status != ctx.config.expect_status {
                 ctx.error(ErrorKind::Status, now);
