@@ -1,6 +1,7 @@
 //! Running the dashboard: the terminal loop, and `--once`.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -26,12 +27,14 @@ pub fn start_scrapers(targets: &[Target], interval: Duration) -> io::Result<Rece
     Ok(rx)
 }
 
-/// Runs the interactive dashboard until a quit key. The caller sets the terminal up (and
-/// restores it after, also on panic).
+/// Runs the interactive dashboard until a quit key, or until `stop` is set (SIGTERM, SIGHUP:
+/// the caller registers them, so the terminal is restored then too). The caller sets the
+/// terminal up (and restores it after, also on panic).
 pub fn run(
     terminal: &mut DefaultTerminal,
     mut model: Model,
     events: Receiver<ScrapeEvent>,
+    stop: &AtomicBool,
 ) -> io::Result<()> {
     let mut dash = view::build(&model, Instant::now());
     loop {
@@ -51,7 +54,7 @@ pub fn run(
         while let Ok(event) = events.try_recv() {
             model.on_scrape(event);
         }
-        if model.quit {
+        if model.quit || stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         dash = view::build(&model, Instant::now());

@@ -68,9 +68,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGTERM and SIGHUP (a closed SSH session) end the loop like `q`, so the terminal is
+    // restored; in raw mode Ctrl-C arrives as a key, not as SIGINT.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("ringfast-top: cannot handle signal {sig}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     // ratatui::init installs a panic hook that restores the terminal before the panic message.
     let mut terminal = ratatui::init();
-    let result = app::run(&mut terminal, Model::new(targets, interval), events);
+    let result = app::run(&mut terminal, Model::new(targets, interval), events, &stop);
     ratatui::restore();
     match result {
         Ok(()) => ExitCode::SUCCESS,

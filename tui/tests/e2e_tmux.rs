@@ -173,3 +173,53 @@ fn dashboard_in_tmux_shows_live_workers_then_the_engine_down() {
     }
     assert!(!tmux.pane_alive(), "q did not quit:\n{}", tmux.capture());
 }
+
+#[test]
+fn sigterm_ends_the_dashboard_and_restores_the_terminal() {
+    let tmux = Tmux::new();
+    // Nothing listens there: the dashboard shows the engine unreachable and keeps retrying.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let top = env!("CARGO_BIN_EXE_ringfast-top");
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        top,
+        "--interval",
+        "0.5",
+        &url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // remain-on-exit is a window option: the dead pane stays, to be read.
+    tmux.run(&["set-option", "-w", "-t", "top", "remain-on-exit", "on"]);
+    tmux.wait_for(
+        "the engine shown unreachable",
+        Duration::from_secs(20),
+        |s| s.contains("UNREACHABLE"),
+    );
+    let pid = tmux.run(&["display-message", "-p", "-t", "top", "#{pane_pid}"]);
+    let pid: i32 = String::from_utf8_lossy(&pid.stdout).trim().parse().unwrap();
+    // SAFETY: kill with the pid of the ringfast-top this test started in its own tmux server.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.pane_alive() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !tmux.pane_alive(),
+        "SIGTERM did not end it:\n{}",
+        tmux.capture()
+    );
+    // The alternate screen was left: the dashboard is no longer on the pane.
+    let screen = tmux.capture();
+    assert!(!screen.contains("UNREACHABLE"), "{screen}");
+}
