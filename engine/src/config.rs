@@ -273,9 +273,14 @@ impl Config {
     }
 
     /// The FastCGI listeners, with the default applied (only when no listener of any protocol
-    /// was given): descriptor 0 when it is a listening socket, else 127.0.0.1:9000.
+    /// was given): the sockets systemd passed (socket activation: `LISTEN_FDS` for this
+    /// process), else descriptor 0 when it is a listening socket, else 127.0.0.1:9000.
     pub fn fastcgi_listeners(&self) -> Vec<ListenAddr> {
         if self.fastcgi.is_empty() && self.scgi.is_empty() && self.ajp.is_empty() {
+            let activated = systemd_listen_fds();
+            if !activated.is_empty() {
+                return activated;
+            }
             if stdin_is_listening_socket() {
                 return vec![ListenAddr::Fd(0)];
             }
@@ -293,6 +298,28 @@ impl Config {
     /// Defaults, as if run with no arguments (for embedding and tests).
     pub fn defaults() -> Self {
         Config::parse_from(["ringfast"])
+    }
+}
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const SD_LISTEN_FDS_START: i32 = 3;
+
+/// The sockets passed by systemd socket activation: `LISTEN_FDS` descriptors from 3 on, when
+/// `LISTEN_PID` names this process.
+fn systemd_listen_fds() -> Vec<ListenAddr> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| (1..=64).contains(n));
+    match (for_us, count) {
+        (true, Some(n)) => (0..n)
+            .map(|i| ListenAddr::Fd(SD_LISTEN_FDS_START + i))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Spawned by the web server: the listening socket arrives as descriptor 0
 //! (FCGI_LISTENSOCK_FILENO), as lighttpd's `bin-path`, Apache mod_fcgid and `cgi-fcgi -start`
-//! pass it. The engine serves FastCGI on it when no listener is given (or with `--fastcgi fd:0`),
+//! pass it; or from systemd socket activation (`LISTEN_FDS`, descriptors from 3). The engine serves FastCGI on it when no listener is given (or with `--fastcgi fd:0`),
 //! shares it between its workers, and leaves the socket file to its owner on exit. Touching the
 //! `--touch-reload` file reloads a lighttpd-spawned engine without a lighttpd restart.
 
@@ -141,4 +141,51 @@ fn lighttpd_bin_path_spawns_the_engine_on_its_socket() {
         let r = Curl::new(&dir, front.url("/app/hello")).run();
         assert_eq!(r.status, 200, "{}", front.diagnostics());
     }
+}
+
+#[test]
+fn systemd_socket_activation_serves_the_passed_sockets() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("spawned-systemd");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    // As systemd does: the socket as descriptor 3, LISTEN_FDS=1, LISTEN_PID = the service's pid
+    // (`exec` keeps the shell's pid).
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ringfast"))
+        .args(["--app", "diag", "--workers", "2", "--metrics", "off"]);
+    // SAFETY: dup2 only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 clears close-on-exec on the copy; a socket that already is descriptor 3
+            // needs it cleared by hand.
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut engine = Proc::spawn("ringfast", cmd, dir.join("engine.log"));
+    drop(listener);
+    for _ in 0..20 {
+        let out = fcgi_requests(addr, &[("/hello", b"")]);
+        assert!(
+            String::from_utf8_lossy(&out[0]).ends_with("Hello, World!"),
+            "{}",
+            engine.log()
+        );
+    }
+    assert!(engine.log().contains("addr=fd:3"), "{}", engine.log());
+    engine.signal(libc::SIGTERM);
+    let status = engine.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{status:?}");
 }
