@@ -10,8 +10,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::response::{Done, Reader};
+use crate::timer::PreciseTimer;
 
-/// How late the load generator's own timer may wake (tokio's timer has a 1 ms resolution).
+/// How late the load generator may send without the delay counting against the server (a
+/// timerfd wakes within microseconds, but a busy load thread can still be late).
 /// In open loop, a request whose connection was idle at its intended send time and that goes out
 /// at most this late is timed from its actual send: the delay is the generator's, not the
 /// server's. Later than that, or when the connection was still busy with an earlier request,
@@ -84,7 +86,17 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
         Some(i) => ctx.plan.start + i.mul_f64(index as f64 / cfg.connections as f64),
         None => ctx.plan.start,
     };
+    let far = Instant::now() + Duration::from_secs(24 * 3600);
+    let timer = match PreciseTimer::new(far) {
+        Ok(t) => t,
+        Err(_) => {
+            // Out of descriptors: this connection cannot run; count it as a failed connect.
+            ctx.error(ErrorKind::Connect, Instant::now());
+            return;
+        }
+    };
     let mut conn = Conn {
+        timer,
         reader: Reader::new(
             cfg.target.protocol,
             cfg.mux,
@@ -126,6 +138,8 @@ pub async fn run(ctx: Rc<ThreadCtx>, index: usize) {
 }
 
 struct Conn {
+    /// Wakes the loop for the next send, a timeout or the end of the run.
+    timer: PreciseTimer,
     reader: Reader,
     inflight: Vec<Option<InFlight>>,
     /// When each slot last became free (its response completed, or the connection opened).
@@ -160,8 +174,9 @@ impl Conn {
         let opened = Instant::now();
         self.free_since.iter_mut().for_each(|t| *t = opened);
         let far = Instant::now() + Duration::from_secs(24 * 3600);
-        let timer = tokio::time::sleep_until(far.into());
-        tokio::pin!(timer);
+        if self.timer.reset(far).is_err() {
+            return SessionEnd::Stop;
+        }
         loop {
             // Send every request that is due, while a slot is free.
             let now = Instant::now();
@@ -214,16 +229,20 @@ impl Conn {
                 .flatten()
                 .min()
                 .unwrap_or(far);
-            if wake < timer.deadline().into_std() {
-                timer.as_mut().reset(wake.into());
+            if wake < self.timer.deadline() && self.timer.reset(wake).is_err() {
+                self.fail_all(ctx, ErrorKind::Protocol);
+                return SessionEnd::Stop;
             }
             self.buf.reserve(READ_CHUNK);
             let read = tokio::select! {
                 r = stream.read_buf(&mut self.buf) => Some(r),
-                () = &mut timer => None,
+                _ = self.timer.wait() => None,
             };
             let Some(read) = read else {
-                timer.as_mut().reset(far.into());
+                if self.timer.reset(far).is_err() {
+                    self.fail_all(ctx, ErrorKind::Protocol);
+                    return SessionEnd::Stop;
+                }
                 let now = Instant::now();
                 if ctx.stopped(now) {
                     return SessionEnd::Stop;

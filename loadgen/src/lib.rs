@@ -14,3 +14,4 @@ pub mod response;
 pub mod run;
 pub mod stats;
 pub mod target;
+pub mod timer;
