@@ -269,15 +269,27 @@ mod tests {
         Ok(done)
     }
 
-    fn http(expect: Option<&[u8]>) -> Reader {
-        let mut r = Reader::new(
-            Protocol::Http,
-            1,
-            true,
-            false,
+    /// A reader for `protocol` with `mux` slots, keep-alive or not, for HEAD or not, checking
+    /// the body against `expect`.
+    fn reader(
+        protocol: Protocol,
+        mux: usize,
+        keepalive: bool,
+        head: bool,
+        expect: Option<&[u8]>,
+    ) -> Reader {
+        Reader::new(
+            protocol,
+            mux,
+            keepalive,
+            head,
             expect.map(Rc::from),
             ajp::PacketSize::DEFAULT,
-        );
+        )
+    }
+
+    fn http(expect: Option<&[u8]>) -> Reader {
+        let mut r = reader(Protocol::Http, 1, true, false, expect);
         r.start(1, &encoded());
         r
     }
@@ -321,14 +333,7 @@ mod tests {
 
     #[test]
     fn http_head_responses_have_no_body() {
-        let mut r = Reader::new(
-            Protocol::Http,
-            1,
-            true,
-            true,
-            None,
-            ajp::PacketSize::DEFAULT,
-        );
+        let mut r = reader(Protocol::Http, 1, true, true, None);
         r.start(1, &encoded());
         let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
         let done = run(&mut r, wire, 9).unwrap();
@@ -360,14 +365,7 @@ mod tests {
 
     #[test]
     fn fcgi_interleaved_requests() {
-        let mut r = Reader::new(
-            Protocol::Fcgi,
-            2,
-            true,
-            false,
-            Some(Rc::from(&b"ok"[..])),
-            ajp::PacketSize::DEFAULT,
-        );
+        let mut r = reader(Protocol::Fcgi, 2, true, false, Some(&b"ok"[..]));
         r.start(1, &encoded());
         r.start(2, &encoded());
         let mut wire = Vec::new();
@@ -381,14 +379,7 @@ mod tests {
         codec::encode_end_request(&mut wire, 2, 0, 0);
         codec::encode_end_request(&mut wire, 1, 0, 0);
         for piece in [1, 5, wire.len()] {
-            let mut r2 = Reader::new(
-                Protocol::Fcgi,
-                2,
-                true,
-                false,
-                Some(Rc::from(&b"ok"[..])),
-                ajp::PacketSize::DEFAULT,
-            );
+            let mut r2 = reader(Protocol::Fcgi, 2, true, false, Some(&b"ok"[..]));
             r2.start(1, &encoded());
             r2.start(2, &encoded());
             let done = run(&mut r2, &wire, piece).unwrap();
@@ -418,14 +409,7 @@ mod tests {
 
     #[test]
     fn fcgi_overloaded_is_a_protocol_error() {
-        let mut r = Reader::new(
-            Protocol::Fcgi,
-            1,
-            true,
-            false,
-            None,
-            ajp::PacketSize::DEFAULT,
-        );
+        let mut r = reader(Protocol::Fcgi, 1, true, false, None);
         r.start(1, &encoded());
         let mut wire = Vec::new();
         codec::encode_end_request(&mut wire, 1, 0, codec::protocol_status::OVERLOADED);
@@ -434,14 +418,7 @@ mod tests {
 
     #[test]
     fn scgi_ends_with_the_connection() {
-        let mut r = Reader::new(
-            Protocol::Scgi,
-            1,
-            false,
-            false,
-            Some(Rc::from(&b"hi"[..])),
-            ajp::PacketSize::DEFAULT,
-        );
+        let mut r = reader(Protocol::Scgi, 1, false, false, Some(&b"hi"[..]));
         r.start(1, &encoded());
         assert!(run(&mut r, b"Status: 200 OK\r\n\r\nhi", 3)
             .unwrap()
@@ -461,14 +438,7 @@ mod tests {
 
     #[test]
     fn ajp_answers_get_body_chunk_and_completes() {
-        let mut r = Reader::new(
-            Protocol::Ajp,
-            1,
-            true,
-            false,
-            None,
-            ajp::PacketSize::DEFAULT,
-        );
+        let mut r = reader(Protocol::Ajp, 1, true, false, None);
         let mut req = encoded();
         req.body = b"0123456789".to_vec();
         req.ajp_first_sent = 4;
