@@ -21,33 +21,12 @@ fn ajp_stack(
     secret: Option<&str>,
     start: impl FnOnce(&TempDir, Backend) -> FrontEnd,
 ) -> Stack {
-    let dir = TempDir::new(label);
-    let addr = Addr::loopback();
-    let mut args: Vec<String> = [
-        "--ajp",
-        &addr.to_arg(),
-        "--app",
-        "diag",
-        "--workers",
-        "2",
-        "--log-level",
-        "info",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(s) = secret {
-        args.extend(["--ajp-secret".to_string(), s.to_string()]);
-    }
-    let engine = Engine::start(&dir, &args, std::slice::from_ref(&addr));
-    let front = start(
-        &dir,
-        Backend {
-            proto: Proto::Ajp,
-            addr,
-        },
-    );
-    Stack { front, engine, dir }
+    let extra: Vec<&str> = secret
+        .map(|s| ["--ajp-secret", s])
+        .into_iter()
+        .flatten()
+        .collect();
+    Stack::loopback(label, Proto::Ajp, &extra, start)
 }
 
 /// Apache `/env`: REQUEST_METHOD, QUERY_STRING and the path as the engine derives it from the AJP

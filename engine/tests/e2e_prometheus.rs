@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics_support::fcgi_requests;
-use support::{free_port, require_binary, wait_until, Addr, Engine, Proc, TempDir};
+use metrics_support::{fcgi_requests, start_diag_with_metrics};
+use support::{free_port, require_binary, wait_until, Addr, Proc, TempDir};
 
 /// What the Grafana variables stand for in the test. `$__rate_interval` is at least four scrape
 /// intervals in Grafana; 10s covers ten 1 s scrapes.
@@ -126,25 +126,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     assert!(queries.len() >= 10, "only {} queries", queries.len());
 
     let dir = TempDir::new("e2e-prometheus");
-    let fcgi = Addr::loopback();
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args: Vec<String> = [
-        "--fastcgi",
-        &fcgi.to_arg(),
-        "--metrics",
-        &metrics_addr.to_string(),
-        "--app",
-        "diag",
-        "--workers",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _engine = Engine::start(&dir, &args, &[fcgi.clone(), Addr::Tcp(metrics_addr)]);
-    let Addr::Tcp(fcgi_addr) = fcgi else {
-        unreachable!()
-    };
+    let (_engine, fcgi_addr) = start_diag_with_metrics(&dir, &metrics_addr.to_string());
 
     let config = dir.write(
         "prometheus.yml",

@@ -12,30 +12,7 @@ use support::*;
 /// The engine serving the `diag` app over SCGI on a loopback port, and the front end `start`
 /// builds for it.
 fn scgi_stack(label: &str, start: impl FnOnce(&TempDir, Backend) -> FrontEnd) -> Stack {
-    let dir = TempDir::new(label);
-    let addr = Addr::loopback();
-    let args: Vec<String> = [
-        "--scgi",
-        &addr.to_arg(),
-        "--app",
-        "diag",
-        "--workers",
-        "2",
-        "--log-level",
-        "info",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let engine = Engine::start(&dir, &args, std::slice::from_ref(&addr));
-    let front = start(
-        &dir,
-        Backend {
-            proto: Proto::Scgi,
-            addr,
-        },
-    );
-    Stack { front, engine, dir }
+    Stack::loopback(label, Proto::Scgi, &[], start)
 }
 
 /// Hello, 1 MiB echo with Content-Length, an empty echo, 5 MiB and small-chunk streams, 404 and

@@ -8,31 +8,13 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use metrics_support::{fcgi_requests, promtool_check, samples, scrape, sum};
+use metrics_support::{
+    fcgi_requests, promtool_check, samples, scrape, start_diag_with_metrics, sum,
+};
 use support::{free_port, require_binary, Addr, Engine, TempDir};
 
 fn start(dir: &TempDir, metrics: &str) -> (Engine, SocketAddr) {
-    let fcgi = Addr::loopback();
-    let args: Vec<String> = [
-        "--fastcgi",
-        &fcgi.to_arg(),
-        "--metrics",
-        metrics,
-        "--app",
-        "diag",
-        "--workers",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut listeners = vec![fcgi.clone()];
-    if let Ok(m) = metrics.parse::<SocketAddr>() {
-        listeners.push(Addr::Tcp(m));
-    }
-    let engine = Engine::start(dir, &args, &listeners);
-    let Addr::Tcp(a) = fcgi else { unreachable!() };
-    (engine, a)
+    start_diag_with_metrics(dir, metrics)
 }
 
 /// A secret-looking path: it must never appear in the metrics.

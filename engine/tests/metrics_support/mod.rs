@@ -173,3 +173,34 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts the `diag` app with two workers serving FastCGI on a loopback port and `/metrics` as
+/// `metrics` says (an address, or `off`); waits until both accept. Returns the engine and its
+/// FastCGI address.
+pub fn start_diag_with_metrics(
+    dir: &crate::support::TempDir,
+    metrics: &str,
+) -> (crate::support::Engine, SocketAddr) {
+    use crate::support::{Addr, Engine};
+    let fcgi = Addr::loopback();
+    let args: Vec<String> = [
+        "--fastcgi",
+        &fcgi.to_arg(),
+        "--metrics",
+        metrics,
+        "--app",
+        "diag",
+        "--workers",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut listeners = vec![fcgi.clone()];
+    if let Ok(m) = metrics.parse::<SocketAddr>() {
+        listeners.push(Addr::Tcp(m));
+    }
+    let engine = Engine::start(dir, &args, &listeners);
+    let Addr::Tcp(a) = fcgi else { unreachable!() };
+    (engine, a)
+}

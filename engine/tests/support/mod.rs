@@ -432,7 +432,12 @@ impl Engine {
 
     /// Starts the `diag` app with two workers, serving FastCGI on `addr`, plus `extra` options.
     pub fn fastcgi_diag(dir: &TempDir, addr: &Addr, extra: &[&str]) -> Engine {
-        let mut args: Vec<String> = ["--fastcgi", &addr.to_arg(), "--app", "diag"]
+        Engine::diag(dir, Proto::FastCgi, addr, extra)
+    }
+
+    /// Starts the `diag` app with two workers, serving `proto` on `addr`, plus `extra` options.
+    pub fn diag(dir: &TempDir, proto: Proto, addr: &Addr, extra: &[&str]) -> Engine {
+        let mut args: Vec<String> = [proto.flag(), &addr.to_arg(), "--app", "diag"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -471,6 +476,17 @@ pub enum Proto {
     Scgi,
     /// AJP13.
     Ajp,
+}
+
+impl Proto {
+    /// The engine option that adds a listener of this protocol.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Proto::FastCgi => "--fastcgi",
+            Proto::Scgi => "--scgi",
+            Proto::Ajp => "--ajp",
+        }
+    }
 }
 
 /// What a front end forwards to: a protocol and an address.
@@ -1073,6 +1089,21 @@ impl Stack {
         };
         let engine = Engine::fastcgi_diag(&dir, &addr, engine_args);
         let front = start(&dir, Backend::fastcgi(&addr));
+        Stack { front, engine, dir }
+    }
+
+    /// Starts the `diag` engine serving `proto` on a loopback port, with `engine_args`, and the
+    /// front end `start` builds for it.
+    pub fn loopback(
+        label: &str,
+        proto: Proto,
+        engine_args: &[&str],
+        start: impl FnOnce(&TempDir, Backend) -> FrontEnd,
+    ) -> Stack {
+        let dir = TempDir::new(label);
+        let addr = Addr::loopback();
+        let engine = Engine::diag(&dir, proto, &addr, engine_args);
+        let front = start(&dir, Backend { proto, addr });
         Stack { front, engine, dir }
     }
 
