@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
         }
         Ok(Daemonized::Daemon) => {}
         Err(e) => {
-            tracing::error!("cannot daemonize: {e}");
+            tracing::error!("{e}");
             return std::process::ExitCode::FAILURE;
         }
     }

@@ -59,6 +59,15 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The process model failed: daemonizing, or the prefork supervisor's forks, signals or
+    /// polling.
+    #[error("{what}: {source}")]
+    Process {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A worker thread could not start or failed.
     #[error("worker {index}: {source}")]
     Worker {
@@ -194,8 +203,12 @@ impl Server {
         if !self.config.daemonize {
             return Ok(daemon::Daemonized::Daemon);
         }
-        let forked = daemon::daemonize(self.config.log_file.as_deref())
-            .map_err(|source| ServerError::Worker { index: 0, source })?;
+        let forked = daemon::daemonize(self.config.log_file.as_deref()).map_err(|source| {
+            ServerError::Process {
+                what: "cannot daemonize",
+                source,
+            }
+        })?;
         if let daemon::Daemonized::Parent { .. } = forked {
             // The files are the daemon's now.
             self.owns_files = false;

@@ -176,7 +176,10 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
 }
 
 fn supervisor_error(source: std::io::Error) -> ServerError {
-    ServerError::Worker { index: 0, source }
+    ServerError::Process {
+        what: "supervisor",
+        source,
+    }
 }
 
 /// Blocks SIGINT, SIGTERM, SIGCHLD and SIGHUP and returns the previous mask and a signalfd for them.
