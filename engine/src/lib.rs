@@ -13,5 +13,5 @@ pub mod config;
 pub mod io;
 pub mod logging;
 pub mod metrics;
-pub mod proto;
+pub use proto;
 pub mod server;

@@ -125,7 +125,7 @@ pub struct Config {
     /// AJP secret attribute.
     pub ajp_secret: Option<String>,
     /// AJP packet size.
-    pub ajp_packet_size: engine::proto::ajp::PacketSize,
+    pub ajp_packet_size: proto::ajp::PacketSize,
     /// Where the JSON goes.
     pub json: Option<String>,
     /// No human summary.
@@ -241,7 +241,7 @@ impl Config {
             (None, Some(n)) => pattern_body(n),
             (None, None) => Vec::new(),
         };
-        let ajp_packet_size = engine::proto::ajp::PacketSize::new(args.ajp_packet_size)
+        let ajp_packet_size = proto::ajp::PacketSize::new(args.ajp_packet_size)
             .map_err(|e| UsageError::Invalid(format!("--ajp-packet-size: {e}")))?;
         if !(100..=999).contains(&args.expect_status) {
             return invalid("--expect-status must be a three-digit code".into());

@@ -1,7 +1,7 @@
 //! The request, encoded once before the run with the engine's client-side codecs (HTTP/1.1 by
 //! hand): per request only the FastCGI request id is patched.
 
-use engine::proto::{ajp, fcgi, scgi};
+use proto::{ajp, fcgi, scgi};
 
 use crate::cli::Config;
 use crate::target::Protocol;

@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use engine::proto::fcgi::{Params, ParamsError};
+use proto::fcgi::{Params, ParamsError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u32, Vec<Vec<u8>>)| {

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use engine::proto::fcgi::{decode_record, rtype, Decode, NvIter, HEADER_LEN};
+use proto::fcgi::{decode_record, rtype, Decode, NvIter, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// What the decoder reported for one record, or how the stream ended.

@@ -270,6 +270,7 @@ impl From<&crate::proto::fcgi::DecodeError> for ProtocolErrorKind {
             DecodeError::BadVersion(_) => ProtocolErrorKind::BadVersion,
             DecodeError::BadLength { .. } => ProtocolErrorKind::BadLength,
             DecodeError::BadRequestId { .. } => ProtocolErrorKind::BadRequestId,
+            _ => ProtocolErrorKind::Malformed,
         }
     }
 }
@@ -289,6 +290,7 @@ impl From<&crate::proto::scgi::Error> for ProtocolErrorKind {
             | Error::ContentLengthNotFirst
             | Error::InvalidContentLength
             | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
+            _ => ProtocolErrorKind::Malformed,
         }
     }
 }
@@ -312,7 +314,7 @@ impl From<&crate::proto::ajp::Error> for ProtocolErrorKind {
             | Error::DuplicateAttribute(_)
             | Error::InvalidContentLength
             | Error::DuplicateContentLength => ProtocolErrorKind::BadParams,
-            Error::UnknownPacketType(_) => ProtocolErrorKind::Malformed,
+            _ => ProtocolErrorKind::Malformed,
         }
     }
 }

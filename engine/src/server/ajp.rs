@@ -124,6 +124,9 @@ impl<H: Handler> AjpConn<'_, H> {
             }
             // lighttpd may send an empty body packet after a request without a body.
             ServerPacket::EmptyBody => {}
+            _ => {
+                tracing::debug!(conn = self.base.id, "AJP packet ignored");
+            }
         }
         Ok(used)
     }

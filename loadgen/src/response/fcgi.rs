@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use engine::proto::{fcgi, scgi};
+use proto::{fcgi, scgi};
 
 use super::{perr, BodyCheck, Done, ProtoError, MAX_HEAD};
 

@@ -7,7 +7,7 @@ use std::rc::Rc;
 mod fcgi;
 mod http;
 
-use engine::proto::{ajp, scgi};
+use proto::{ajp, scgi};
 
 pub use fcgi::FcgiReader;
 pub use http::HttpReader;
@@ -243,7 +243,7 @@ impl AjpReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::proto::fcgi as codec;
+    use proto::fcgi as codec;
 
     fn encoded() -> Encoded {
         Encoded {

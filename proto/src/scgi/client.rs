@@ -207,7 +207,7 @@ fn parse_length(value: &[u8]) -> Result<u64, ReadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::scgi::DEFAULT_MAX_RESPONSE_HEAD;
+    use crate::scgi::DEFAULT_MAX_RESPONSE_HEAD;
 
     const RESPONSE: &[u8] =
         b"Status: 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";

@@ -155,7 +155,7 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::fcgi::encode_nv;
+    use crate::fcgi::encode_nv;
 
     #[test]
     fn pairs_straddling_records_at_every_split() {

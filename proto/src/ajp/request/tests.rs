@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::proto::ajp::{decode_body_packet, BodyFraming, BodyPacket, CgiOptions};
+use crate::ajp::{decode_body_packet, BodyFraming, BodyPacket, CgiOptions};
 
 const S: PacketSize = PacketSize::DEFAULT;
 

@@ -168,7 +168,7 @@ pub fn decode_response_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::fcgi::{encode_end_request, protocol_status};
+    use crate::fcgi::{encode_end_request, protocol_status};
 
     fn request(id: u16, body: &[u8]) -> Vec<u8> {
         let params: [(&[u8], &[u8]); 1] = [(b"REQUEST_METHOD", b"GET")];

@@ -8,7 +8,7 @@
 //! - arbitrary bytes never make a decoder panic or claim more input than it was given;
 //! - a request written by [`encode_request`] decodes into its records, its pairs and its body.
 
-use engine::proto::fcgi::{
+use proto::fcgi::{
     decode_record, encode_nv, encode_record, encode_request, nv_len, role, rtype, BeginRequest,
     Decode, NvIter, Params, ParamsError, RecordHeader, RequestSpec, HEADER_LEN, MAX_CONTENT_LEN,
 };

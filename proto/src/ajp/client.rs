@@ -159,7 +159,7 @@ impl ResponseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::ajp::{encode_forward_request, RequestHead};
+    use crate::ajp::{encode_forward_request, RequestHead};
 
     const S: PacketSize = PacketSize::DEFAULT;
 

@@ -9,10 +9,10 @@
 //!   STDOUT and END_REQUEST, into a reused buffer;
 //! - `encode/stdout_1mib`: a 1 MiB response body split into STDOUT records.
 //!
-//! Run: `cargo bench -p engine --bench fcgi_codec -- --quick` (or `--measurement-time 2`).
+//! Run: `cargo bench -p proto --bench fcgi_codec -- --quick` (or `--measurement-time 2`).
 
 use criterion::{black_box, criterion_main, Criterion, Throughput};
-use engine::proto::fcgi::{
+use proto::fcgi::{
     decode_record, encode_end_request, encode_record, encode_request, encode_stream,
     protocol_status, rtype, BeginRequest, Decode, Params, RequestSpec, StreamRecord,
 };
