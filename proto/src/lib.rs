@@ -6,6 +6,25 @@
 pub mod ajp;
 pub mod fcgi;
 pub mod scgi;
+pub mod server;
+
+pub use server::{Event, Expired, Refusal, ServerLimits, Step};
+
+/// Appends a CGI `Status:` line (`Status: 200 OK\r\n`), the first line of the header block
+/// FastCGI and SCGI responses carry.
+pub fn cgi_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"Status: ");
+    let mut digits = [b'0'; 3];
+    let mut n = status.min(999);
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Result of the SCGI and AJP decoders, which may need more input (as httparse's `Status`):
 /// "need more bytes" is a normal result, not an error.

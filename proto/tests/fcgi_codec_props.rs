@@ -8,13 +8,13 @@
 //! - arbitrary bytes never make a decoder panic or claim more input than it was given;
 //! - a request written by [`encode_request`] decodes into its records, its pairs and its body.
 
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::SizeRange;
 use proto::fcgi::{
     decode_record, encode_nv, encode_record, encode_request, nv_len, role, rtype, BeginRequest,
     Decode, NvIter, Params, ParamsError, RecordHeader, RequestSpec, HEADER_LEN, MAX_CONTENT_LEN,
 };
-use proptest::collection::vec;
-use proptest::prelude::*;
-use proptest::sample::SizeRange;
 
 /// A record as the test expects it back: header fields and content, padding dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ mod client;
 mod nv;
 mod params;
 mod record;
+mod server;
 
 pub use client::{
     decode_response_record, encode_request, RequestIdSlots, RequestSpec, ResponseRecord,
@@ -22,6 +23,7 @@ pub use record::{
     encode_get_values_result, encode_record, encode_stream, encode_unknown_type, BeginRequest,
     Decode, DecodeError, EndRequest, Record, RecordHeader, StreamRecord,
 };
+pub use server::{encode_response_body, encode_response_head, ServerConn};
 
 /// The only protocol version FastCGI defines.
 pub const VERSION_1: u8 = 1;
