@@ -28,7 +28,9 @@ use std::fmt;
 use std::ops::Range;
 
 mod client;
+mod server;
 pub use client::{encode_request_with_body, Finished, ReadError, ResponseReader};
+pub use server::ServerConn;
 
 /// Default for [`Limits::max_header_block`]: 64 KiB of name/value pairs.
 pub const DEFAULT_MAX_HEADER_BLOCK: usize = 64 * 1024;

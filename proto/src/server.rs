@@ -1,11 +1,12 @@
 //! What the three server connection state machines share: the events they yield, the limits they
 //! enforce, the reasons they refuse a request and the timers they ask for.
 //!
-//! A server connection ([`crate::fcgi::ServerConn`], and the SCGI and AJP13 ones) is fed the
-//! bytes a socket delivered and yields at most one [`Event`] per call, borrowing body bytes from
-//! the input (no copy). Answers the protocol gives on its own (FastCGI GET_VALUES, a refused
-//! request's END_REQUEST, AJP CPONG) are encoded into a buffer the caller owns. Time is passed
-//! in: the machine never reads a clock, so its timeouts are tested on a virtual one.
+//! A server connection ([`crate::fcgi::ServerConn`], [`crate::scgi::ServerConn`],
+//! [`crate::ajp::ServerConn`]) is fed the bytes a socket delivered and yields at most one
+//! [`Event`] per call, borrowing body bytes from the input (no copy). Answers the protocol gives
+//! on its own (FastCGI GET_VALUES, a refused request's END_REQUEST, AJP CPONG and
+//! GET_BODY_CHUNK) are encoded into a buffer the caller owns. Time is passed in: the machine
+//! never reads a clock, so its timeouts are tested on a virtual one.
 
 use std::time::{Duration, Instant};
 
@@ -84,7 +85,9 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
-    /// The connection was accepted past the process's connection limit (`--max-conns`).
+    /// The connection was accepted past the process's connection limit (`--max-conns`); FastCGI
+    /// answers it itself (END_REQUEST with OVERLOADED). SCGI and AJP13 use
+    /// [`Refusal::Unavailable`].
     Overloaded,
     /// Too many requests in flight on the connection (`--max-reqs-per-conn`).
     MaxReqsPerConn,
@@ -96,6 +99,10 @@ pub enum Refusal {
     BadParams,
     /// An AJP13 request without the shared secret (`--ajp-secret`).
     BadSecret,
+    /// The connection was accepted past the process's connection limit (`--max-conns`) on a
+    /// protocol with no refusal of its own (SCGI, AJP13): the caller answers 503 through the
+    /// normal response path. The limit itself was counted when the connection was accepted.
+    Unavailable,
 }
 
 impl Refusal {
@@ -106,14 +113,20 @@ impl Refusal {
             Refusal::ParamsTooLarge => Some(431),
             Refusal::BadParams => Some(400),
             Refusal::BadSecret => Some(403),
+            Refusal::Unavailable => Some(503),
             Refusal::Overloaded | Refusal::MaxReqsPerConn | Refusal::UnknownRole(_) => None,
         }
     }
 }
 
 /// One step of input handling: how many bytes were used, and the event they made, if any.
-/// `consumed == 0` with no event means the input ends inside a record or packet: call again
-/// with more bytes appended.
+/// `consumed == 0` with no event means the input ends inside a record or packet (or, for AJP13,
+/// that the machine waits for the running request to end): call again with more bytes
+/// appended.
+///
+/// A step may carry an event without using any byte (SCGI and AJP13 yield `BodyEnd` right after
+/// the request or its last body bytes): the caller keeps calling, with whatever input is left
+/// (possibly none), until a step uses nothing and yields nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step<'a> {
     /// Bytes of the input used; the caller drops them before the next call.

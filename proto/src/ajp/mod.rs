@@ -34,6 +34,7 @@ mod client;
 mod reader;
 mod request;
 mod response;
+mod server;
 
 pub use body::{decode_body_packet, encode_body_chunk, encode_body_end, BodyFraming, BodyPacket};
 pub use cgi::CgiOptions;
@@ -48,6 +49,7 @@ pub use response::{
     encode_get_body_chunk, encode_send_body, encode_send_headers, response_header_code,
     response_header_name, ContainerPacket, ResponseHeaders, SendHeaders,
 };
+pub use server::{encode_response_head, ServerConn, ServerOptions};
 
 /// Default packet size, header included (Apache `ProxyIOBufferSize`, Tomcat `packetSize`).
 pub const DEFAULT_PACKET_SIZE: usize = 8192;
