@@ -218,6 +218,14 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub ring_entries: u32,
 
+    /// The I/O loop of each worker: `ring` (a native io_uring loop: multishot accept and
+    /// receive, provided buffers, handlers polled inline; FastCGI listeners only, a worker with
+    /// SCGI or AJP listeners runs on tokio-uring) or `tokio-uring` (tokio-uring for FastCGI,
+    /// tokio's epoll reactor for SCGI and AJP13). Where a ring cannot be set up, `ring` falls
+    /// back to `tokio-uring` with a log line.
+    #[arg(long = "io", env = "RINGFAST_IO", value_name = "LOOP", value_enum, default_value_t = IoLoop::TokioUring)]
+    pub io: IoLoop,
+
     /// Prometheus endpoint: HOST:PORT serving /metrics (see docs/metrics.md), or `off` (no
     /// metrics recorded at all). Default: 127.0.0.1:9191 (if taken, ringfast runs without metrics).
     #[arg(long, value_name = "ADDR|off")]
@@ -230,6 +238,25 @@ pub struct Config {
     /// Python WSGI hosting (needs a build with the `wsgi` feature).
     #[command(flatten)]
     pub wsgi: WsgiOptions,
+}
+
+/// Which I/O loop the workers run (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoLoop {
+    /// The native io_uring loop (engine/src/server/native).
+    Ring,
+    /// tokio-uring for FastCGI and tokio's epoll reactor for SCGI and AJP13.
+    TokioUring,
+}
+
+impl IoLoop {
+    /// The name `--io` takes and the metrics report.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoLoop::Ring => "ring",
+            IoLoop::TokioUring => "tokio-uring",
+        }
+    }
 }
 
 /// The Python WSGI application and where it comes from (docs/wsgi.md).

@@ -66,6 +66,19 @@ impl ConnOut {
         std::mem::swap(&mut *self.buf.borrow_mut(), spare);
     }
 
+    /// The pending bytes, for a caller that encodes into them directly (the native loop hands
+    /// this to a protocol state machine). Must not be held across a handler poll.
+    pub(crate) fn buf_mut(&self) -> std::cell::RefMut<'_, Vec<u8>> {
+        self.buf.borrow_mut()
+    }
+
+    /// Makes a closed buffer usable again for a new connection, keeping its allocation.
+    pub(crate) fn reopen(&self) {
+        self.buf.borrow_mut().clear();
+        self.closed.set(false);
+        self.closing.set(false);
+    }
+
     /// True when nothing is waiting to be sent.
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.borrow().is_empty()
@@ -338,6 +351,34 @@ impl Exchange {
             let space = self.body_space.notified();
             space.await;
         }
+    }
+
+    /// Driver side, without waiting: appends all of `data` (the buffer may pass its limit by
+    /// this one piece) and returns true while there is room for more. The native loop stops
+    /// reading the connection while it returns false: that is its backpressure.
+    pub(crate) fn push_body_now(&self, data: &[u8]) -> bool {
+        if self.done.get() {
+            return true;
+        }
+        let mut body = self.body.borrow_mut();
+        let pending = body.data.len() - body.read_pos;
+        if body.read_pos > 0 && body.data.len() + data.len() > self.body_limit {
+            let start = body.read_pos;
+            body.data.copy_within(start.., 0);
+            body.data.truncate(pending);
+            body.read_pos = 0;
+        }
+        body.data.extend_from_slice(data);
+        let room = body.data.len() - body.read_pos < self.body_limit;
+        drop(body);
+        self.body_ready.notify_one();
+        room
+    }
+
+    /// True while the body buffer has room (the handler has read enough of it).
+    pub(crate) fn body_has_room(&self) -> bool {
+        let body = self.body.borrow();
+        self.done.get() || body.data.len() - body.read_pos < self.body_limit
     }
 
     /// Driver side: the body ended (empty STDIN record).

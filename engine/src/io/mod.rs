@@ -21,7 +21,11 @@
 //! backend keeps the same contract.
 
 mod epoll;
+/// The native io_uring layer (multishot accept and receive, buffer rings, linked ops) the per-core event loop sits on.
+pub mod ring;
+pub(crate) mod timers;
 mod uring;
+pub mod wake;
 
 use std::io;
 
@@ -48,9 +52,13 @@ impl Backend {
     }
 }
 
-/// Sleeps without blocking the worker.
+/// Sleeps without blocking the worker, on whichever loop runs this thread.
 pub async fn sleep(d: std::time::Duration) {
-    tokio::time::sleep(d).await
+    if timers::is_active() {
+        timers::Sleep::new(d).await
+    } else {
+        tokio::time::sleep(d).await
+    }
 }
 
 /// An accepted connection, on either backend.

@@ -35,6 +35,13 @@ pub(crate) fn spawn_handler<H: Handler>(
     conn: u64,
     id: u16,
 ) -> TaskHandle {
+    let (req, resp) = prepare(&ctx, ex);
+    io::spawn(run_handler(ctx, req, resp, conn, id))
+}
+
+/// The request and response a handler gets for an exchange whose variables are complete; the
+/// request counts (metrics, `--max-requests`) from here.
+pub(crate) fn prepare<H>(ctx: &WorkerCtx<H>, ex: Rc<Exchange>) -> (Request, Response) {
     if let Some(b) = &ctx.budget {
         b.count();
     }
@@ -42,10 +49,12 @@ pub(crate) fn spawn_handler<H: Handler>(
     let protocol = protocol_of(ex.framing());
     let mut resp = Response::new(ex);
     resp.set_timer(ctx.metrics.request_started(protocol));
-    io::spawn(run_handler(ctx, req, resp, conn, id))
+    (req, resp)
 }
 
-async fn run_handler<H: Handler>(
+/// Runs a handler to the end of its response, turning an error or a panic into a failed
+/// request.
+pub(crate) async fn run_handler<H: Handler>(
     ctx: Rc<WorkerCtx<H>>,
     mut req: Request,
     mut resp: Response,

@@ -13,6 +13,7 @@ pub mod daemon;
 mod dispatch;
 mod fcgi;
 mod listener;
+mod native;
 mod prefork;
 mod recycle;
 mod scgi;
@@ -308,6 +309,7 @@ impl Server {
                 tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
             }
         }
+        let native = self.native_loop();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
             let mut listeners = Vec::new();
@@ -351,7 +353,11 @@ impl Server {
                         metrics,
                         budget,
                     };
-                    let result = worker::run(spec);
+                    let result = if native {
+                        native::run(spec, dispatch::run_handler::<H>)
+                    } else {
+                        worker::run(spec)
+                    };
                     let _ = done_tx.send((index, result));
                 })
                 .map_err(|source| ServerError::Worker { index, source })?;
@@ -400,6 +406,29 @@ impl Server {
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// True when the workers run the native ring (`--io ring`): every listener is FastCGI
+    /// and a ring with the features the loop needs can be set up here. Otherwise they run on
+    /// tokio-uring, and the reason is logged.
+    fn native_loop(&self) -> bool {
+        if self.config.io != crate::config::IoLoop::Ring {
+            return false;
+        }
+        if let Some((p, _)) = self.bound.iter().find(|(p, _)| *p != Protocol::FastCgi) {
+            tracing::info!(
+                protocol = p.name(),
+                "--io ring serves FastCGI listeners only; the workers run on tokio-uring"
+            );
+            return false;
+        }
+        match native::available(self.config.ring_entries) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up the native ring; the workers run on tokio-uring");
+                false
+            }
         }
     }
 

@@ -33,6 +33,47 @@ pub(crate) struct WorkerCtx<H> {
 }
 
 impl<H> WorkerCtx<H> {
+    /// The context of a worker that runs its own loop (the native ring), which counts its
+    /// connections itself.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn for_native(
+        index: usize,
+        handler: H,
+        limits: Limits,
+        metrics: crate::metrics::WorkerMetrics,
+        budget: Option<super::recycle::Budget>,
+        process_conns: Arc<AtomicUsize>,
+        next_conn_id: Arc<AtomicU64>,
+    ) -> Self {
+        WorkerCtx {
+            index,
+            handler,
+            limits,
+            stop: LocalStop::default(),
+            metrics,
+            open: Cell::new(0),
+            all_closed: Notify::new(),
+            budget,
+            process_conns,
+            next_conn_id,
+        }
+    }
+
+    /// Counts a new connection in the process; returns the process's total.
+    pub(crate) fn process_conn_opened(&self) -> usize {
+        self.process_conns.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Uncounts a closed connection.
+    pub(crate) fn process_conn_closed(&self) {
+        self.process_conns.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A process-wide unique connection number, for logs.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn conn_opened(&self) -> ConnGuard<'_, H> {
         self.open.set(self.open.get() + 1);
         ConnGuard { ctx: self }

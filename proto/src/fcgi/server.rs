@@ -275,6 +275,22 @@ impl ServerConn {
         }
     }
 
+    /// Frees request `id` without writing anything, for a caller that encoded the end of the
+    /// response itself (empty STDOUT and END_REQUEST, as [`end`](ServerConn::end) would).
+    pub fn finish(&mut self, id: u16, now: Instant) -> Option<Params> {
+        let i = self.reqs.iter().position(|r| r.id == id)?;
+        let r = self.reqs.swap_remove(i);
+        if self.reqs.is_empty() {
+            self.timers.idle_since = Some(now);
+        }
+        Some(r.params)
+    }
+
+    /// Asks the connection to close once no request is in flight (the engine is stopping).
+    pub fn close_when_idle(&mut self) {
+        self.close_when_idle = true;
+    }
+
     /// Requests in flight (head arriving, running, or being answered).
     pub fn in_flight(&self) -> usize {
         self.reqs.len()

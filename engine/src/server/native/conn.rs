@@ -1,0 +1,876 @@
+//! FastCGI connections on the native loop: a slab of reusable connection states, each a sans-IO
+//! [`ServerConn`] plus the buffers and requests around it.
+//!
+//! Input arrives in the worker's provided buffers and is decoded where it lies; only the bytes
+//! of a record that straddles two buffers are copied (into the connection's `pending` buffer).
+//! Requests get an [`Exchange`] from the connection's pool and their handler is started inline
+//! ([`HandlerSlots::start`]). What handlers write lands in the connection's [`ConnOut`]; the
+//! loop sends it once per turn, and a connection that is done sends, shuts down and closes in
+//! one linked batch.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::fcgi::ServerConn;
+use proto::{Event, Expired, Refusal, ServerLimits};
+use tokio::sync::Notify;
+
+use super::slots::HandlerSlots;
+use super::{user_data, Op, RECV_GROUP};
+use crate::app::exchange::{ConnOut, Exchange, Framing};
+use crate::app::{Handler, Request, Response};
+use crate::io::ring::{BufRing, Completion, LinkMode, LinkedIds, Ring};
+use crate::io::wake::ReadyQueue;
+use crate::metrics::{ConnectionGuard, Limit, ProtocolErrorKind};
+use crate::server::dispatch::{prepare, refuse_request};
+use crate::server::listener::Protocol;
+use crate::server::worker::WorkerCtx;
+
+/// A connection that has sent nothing yet gets this long to send its first request when the
+/// worker stops (it was accepted just before the stop and the client is about to write).
+const FRESH_GRACE: Duration = Duration::from_secs(2);
+/// Input kept while the connection is paused (a handler is not reading its body) before the
+/// receive is cancelled: two maximal records.
+const PAUSED_INPUT_CAP: usize = 2 * proto::fcgi::MAX_RECORD_LEN;
+/// Finished exchanges kept for reuse per connection.
+const EXCHANGE_POOL: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    Open,
+    /// Shutting down: no more input is decoded; the slot is freed once every operation on it
+    /// has completed.
+    Closing,
+}
+
+struct Req {
+    id: u16,
+    ex: Rc<Exchange>,
+    /// The handler's slot while it waits.
+    slot: Option<usize>,
+}
+
+/// One connection's state; kept in the slab and reused for later connections.
+pub(super) struct Conn {
+    state: State,
+    gen: u32,
+    fd: i32,
+    id: u64,
+    accepted: Instant,
+    fresh: bool,
+    machine: ServerConn,
+    /// Bytes received but not used yet (a partial record, or input held while paused).
+    pending: Vec<u8>,
+    out: Rc<ConnOut>,
+    events: Rc<Notify>,
+    /// The bytes of the send in flight.
+    sending: Vec<u8>,
+    sent: usize,
+    send_in_flight: bool,
+    recv_armed: bool,
+    /// The receive was cancelled because too much input waits while paused.
+    recv_held: bool,
+    close_submitted: bool,
+    close_done: bool,
+    /// A handler is not reading its body: input is not decoded until it does.
+    paused: bool,
+    reqs: Vec<Req>,
+    pool: Vec<Rc<Exchange>>,
+    dirty: bool,
+    _counted: Option<ConnectionGuard>,
+}
+
+/// Every connection of one worker.
+pub(super) struct ConnTable<H> {
+    ctx: Rc<WorkerCtx<H>>,
+    conns: Vec<Conn>,
+    free: Vec<usize>,
+    open: usize,
+    dirty: Vec<usize>,
+    now: Instant,
+    stopping: bool,
+    limits: ServerLimits,
+    _ready: Arc<ReadyQueue>,
+}
+
+impl<H: Handler> ConnTable<H> {
+    pub(super) fn new(ctx: Rc<WorkerCtx<H>>, ready: Arc<ReadyQueue>) -> Self {
+        let l = &ctx.limits;
+        let limits = ServerLimits {
+            max_params_bytes: l.max_params_bytes,
+            max_reqs_per_conn: l.max_reqs_per_conn,
+            params_timeout: l.params_timeout,
+            idle_timeout: l.idle_timeout,
+            max_conns: l.max_conns,
+            max_reqs: l.max_reqs_total(),
+        };
+        ConnTable {
+            ctx,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            dirty: Vec::new(),
+            now: Instant::now(),
+            stopping: false,
+            limits,
+            _ready: ready,
+        }
+    }
+
+    /// The loop's clock for this turn (read once per turn).
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Open connections (including those closing).
+    pub(super) fn len(&self) -> usize {
+        self.open
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.open == 0
+    }
+
+    fn mark_dirty(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// Takes a newly accepted socket.
+    pub(super) fn accept(&mut self, ring: &mut Ring, fd: i32, protocol: Protocol) {
+        let total = self.ctx.process_conn_opened();
+        let overloaded = total > self.ctx.limits.max_conns;
+        if overloaded {
+            self.ctx.metrics.limit_rejected(protocol, Limit::MaxConns);
+            tracing::warn!(
+                worker = self.ctx.index,
+                limit = self.ctx.limits.max_conns,
+                "max-conns reached: refusing requests on a new connection"
+            );
+        }
+        let now = self.now;
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(Conn {
+                    state: State::Free,
+                    gen: 0,
+                    fd: -1,
+                    id: 0,
+                    accepted: now,
+                    fresh: true,
+                    machine: ServerConn::new(self.limits, overloaded, now),
+                    pending: Vec::new(),
+                    out: Rc::new(ConnOut::new(self.ctx.limits.write_buffer)),
+                    events: Rc::new(Notify::new()),
+                    sending: Vec::with_capacity(16 * 1024),
+                    sent: 0,
+                    send_in_flight: false,
+                    recv_armed: false,
+                    recv_held: false,
+                    close_submitted: false,
+                    close_done: false,
+                    paused: false,
+                    reqs: Vec::new(),
+                    pool: Vec::new(),
+                    dirty: false,
+                    _counted: None,
+                });
+                self.conns.len() - 1
+            }
+        };
+        let id = self.ctx.next_conn_id();
+        let counted = self.ctx.metrics.connection_opened(protocol);
+        let c = &mut self.conns[index];
+        c.state = State::Open;
+        c.gen = c.gen.wrapping_add(1);
+        c.fd = fd;
+        c.id = id;
+        c.accepted = now;
+        c.fresh = true;
+        c.machine.reset(overloaded, now);
+        c.pending.clear();
+        if Rc::strong_count(&c.out) > 1 {
+            // A cancelled handler of the previous connection still holds it.
+            c.out = Rc::new(ConnOut::new(self.ctx.limits.write_buffer));
+            c.pool.clear();
+        } else {
+            c.out.reopen();
+        }
+        c.sending.clear();
+        c.sent = 0;
+        c.send_in_flight = false;
+        c.recv_held = false;
+        c.close_submitted = false;
+        c.close_done = false;
+        c.paused = false;
+        c._counted = Some(counted);
+        if self.stopping {
+            c.machine.close_when_idle();
+        }
+        self.open += 1;
+        let gen = c.gen;
+        match ring.recv_multishot(fd, RECV_GROUP, user_data(Op::Recv, index, gen)) {
+            Ok(()) => self.conns[index].recv_armed = true,
+            Err(e) => {
+                tracing::warn!(conn = id, error = %e, "cannot start receiving; closing");
+                self.abort(ring, index);
+            }
+        }
+    }
+
+    /// A receive completed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_recv<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        bufs: &mut BufRing,
+        index: usize,
+        gen: u32,
+        c: &Completion,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let bid = c.buffer_id();
+        if let Some(bid) = bid {
+            if let Err(e) = bufs.claim(bid) {
+                tracing::error!(error = %e, "receive buffer claimed twice");
+                return;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(index) else {
+            if let Some(bid) = bid {
+                let _ = bufs.recycle(bid);
+            }
+            return;
+        };
+        if conn.gen != gen || conn.state == State::Free {
+            if let Some(bid) = bid {
+                let _ = bufs.recycle(bid);
+            }
+            return;
+        }
+        if !c.more() {
+            conn.recv_armed = false;
+        }
+        if c.result > 0 {
+            let Some(bid) = bid else {
+                conn.recv_armed = false;
+                return;
+            };
+            let Ok(data) = bufs.buffer(bid, c.result as usize) else {
+                let _ = bufs.recycle(bid);
+                return;
+            };
+            if conn.state == State::Open {
+                conn.fresh = false;
+                if conn.pending.is_empty() && !conn.paused {
+                    let used = self.feed(ring, index, data, handlers, make);
+                    let conn = &mut self.conns[index];
+                    if conn.state == State::Open {
+                        conn.pending.extend_from_slice(&data[used..]);
+                    }
+                } else {
+                    conn.pending.extend_from_slice(data);
+                    self.feed_pending(ring, index, handlers, make);
+                }
+            }
+            let _ = bufs.recycle(bid);
+        } else if c.result == 0 {
+            // The peer closed its side.
+            if conn.state == State::Open {
+                let idle = conn.reqs.is_empty();
+                if !idle {
+                    tracing::debug!(conn = conn.id, "peer closed with requests in flight");
+                }
+                self.cancel_handlers(index, handlers);
+                self.close(ring, index);
+            }
+        } else if c.result == -libc::ENOBUFS {
+            // Every provided buffer is in use; they are recycled as soon as decoded, so
+            // receiving again right away finds one.
+        } else if c.result != -libc::ECANCELED {
+            let err = std::io::Error::from_raw_os_error(-c.result);
+            tracing::debug!(conn = conn.id, error = %err, "receive failed");
+            if conn.state == State::Open {
+                self.cancel_handlers(index, handlers);
+                self.abort(ring, index);
+            }
+        }
+        let conn = &mut self.conns[index];
+        if conn.state == State::Open && !conn.recv_armed && !conn.recv_held {
+            self.rearm(ring, index);
+        }
+        self.mark_dirty(index);
+        self.maybe_free(index);
+    }
+
+    fn rearm(&mut self, ring: &mut Ring, index: usize) {
+        let c = &mut self.conns[index];
+        if c.pending.len() >= PAUSED_INPUT_CAP {
+            c.recv_held = true;
+            return;
+        }
+        let ud = user_data(Op::Recv, index, c.gen);
+        match ring.recv_multishot(c.fd, RECV_GROUP, ud) {
+            Ok(()) => {
+                c.recv_armed = true;
+                c.recv_held = false;
+            }
+            Err(e) => {
+                tracing::warn!(conn = c.id, error = %e, "cannot receive; closing");
+                self.abort(ring, index);
+            }
+        }
+    }
+
+    /// Decodes what is pending on connection `index`.
+    fn feed_pending<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        index: usize,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let pending = std::mem::take(&mut self.conns[index].pending);
+        let used = self.feed(ring, index, &pending, handlers, make);
+        let c = &mut self.conns[index];
+        let mut pending = pending;
+        pending.drain(..used);
+        if c.state == State::Open {
+            // Anything appended meanwhile (nothing is, but keep order if it were) goes after.
+            pending.append(&mut c.pending);
+        } else {
+            pending.clear();
+        }
+        c.pending = pending;
+        if c.state == State::Open && c.recv_held && c.pending.len() < PAUSED_INPUT_CAP {
+            self.rearm(ring, index);
+        }
+    }
+
+    /// Decodes records from `input` until it ends inside one, the connection pauses or closes.
+    /// Returns the bytes used.
+    fn feed<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        index: usize,
+        input: &[u8],
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) -> usize
+    where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let mut pos = 0;
+        let now = self.now;
+        loop {
+            let c = &mut self.conns[index];
+            if c.state != State::Open || c.paused || pos >= input.len() {
+                return pos;
+            }
+            let step = {
+                let mut out = c.out.buf_mut();
+                c.machine.handle_input(&input[pos..], now, &mut out)
+            };
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    self.ctx
+                        .metrics
+                        .protocol_error(Protocol::FastCgi, (&e).into());
+                    tracing::warn!(conn = c.id, error = %e, "FastCGI protocol error; closing connection");
+                    self.cancel_handlers(index, handlers);
+                    self.abort(ring, index);
+                    return input.len();
+                }
+            };
+            pos += step.consumed;
+            if let Some(ev) = step.event {
+                self.on_event(index, ev, handlers, make);
+            }
+            if step.consumed == 0 {
+                return pos;
+            }
+        }
+    }
+
+    fn on_event<M, F>(
+        &mut self,
+        index: usize,
+        ev: Event<'_>,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        match ev {
+            Event::Request { id } => self.start_request(index, id, handlers, make),
+            Event::Body { id, data } => {
+                self.ctx
+                    .metrics
+                    .request_body_bytes(Protocol::FastCgi, data.len());
+                let c = &mut self.conns[index];
+                if let Some(r) = c.reqs.iter().find(|r| r.id == id) {
+                    if !r.ex.push_body_now(data) {
+                        c.paused = true;
+                    }
+                }
+            }
+            Event::BodyEnd { id } => {
+                self.ctx.metrics.request_body_bytes(Protocol::FastCgi, 0);
+                let c = &mut self.conns[index];
+                if let Some(r) = c.reqs.iter().find(|r| r.id == id) {
+                    r.ex.end_body();
+                }
+            }
+            Event::Abort { id } => {
+                let c = &mut self.conns[index];
+                tracing::debug!(conn = c.id, request = id, "ABORT_REQUEST");
+                let conn = (index, c.gen);
+                if let Some(r) = c.reqs.iter_mut().find(|r| r.id == id) {
+                    match r.slot.take() {
+                        // Dropping the handler drops its Response, which ends the request.
+                        Some(s) => handlers.cancel(s, conn),
+                        None => {
+                            let mut resp = Response::new(r.ex.clone());
+                            resp.end_now();
+                        }
+                    }
+                }
+            }
+            Event::Refused { id, reason } => self.refused(index, id, reason),
+            _ => {}
+        }
+        self.mark_dirty(index);
+    }
+
+    fn refused(&mut self, index: usize, id: u16, reason: Refusal) {
+        let metrics = &self.ctx.metrics;
+        let conn_id = self.conns[index].id;
+        match reason {
+            Refusal::MaxReqsPerConn => {
+                tracing::warn!(
+                    conn = conn_id,
+                    request = id,
+                    limit = self.ctx.limits.max_reqs_per_conn,
+                    "max-reqs-per-conn reached: FCGI_OVERLOADED"
+                );
+                metrics.limit_rejected(Protocol::FastCgi, Limit::MaxReqsPerConn);
+            }
+            Refusal::UnknownRole(role) => {
+                tracing::info!(conn = conn_id, request = id, role, "unknown role");
+                metrics.protocol_error(Protocol::FastCgi, ProtocolErrorKind::UnknownRole);
+            }
+            Refusal::ParamsTooLarge => {
+                metrics.limit_rejected(Protocol::FastCgi, Limit::MaxParamsBytes);
+            }
+            Refusal::BadParams => {
+                metrics.protocol_error(Protocol::FastCgi, ProtocolErrorKind::BadParams);
+            }
+            _ => {}
+        }
+        if let Some(status) = reason.http_status() {
+            tracing::warn!(conn = conn_id, request = id, reason = ?reason, status, "request refused");
+            let ex = self.exchange(index, id);
+            refuse_request(&self.ctx, &ex, status);
+            let c = &mut self.conns[index];
+            if let Some(p) = c.machine.finish(id, self.now) {
+                c.machine.recycle_params(p);
+            }
+            c.pool.push(ex);
+        }
+    }
+
+    /// An exchange for request `id` from the connection's pool.
+    fn exchange(&mut self, index: usize, id: u16) -> Rc<Exchange> {
+        let body_limit = self.ctx.limits.body_buffer;
+        let c = &mut self.conns[index];
+        let framing = Framing::Fcgi { id };
+        match c.pool.iter().position(|e| Rc::strong_count(e) == 1) {
+            Some(i) => {
+                let ex = c.pool.swap_remove(i);
+                ex.reset(framing);
+                ex
+            }
+            None => Rc::new(Exchange::new(
+                c.out.clone(),
+                c.events.clone(),
+                framing,
+                body_limit,
+            )),
+        }
+    }
+
+    fn start_request<M, F>(
+        &mut self,
+        index: usize,
+        id: u16,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let ex = self.exchange(index, id);
+        let c = &mut self.conns[index];
+        let params = c.machine.take_params(id);
+        let spare = std::mem::replace(&mut *ex.params_mut(), params);
+        c.machine.recycle_params(spare);
+        let (req, resp) = prepare(&self.ctx, ex.clone());
+        let conn_key = (index, c.gen);
+        let conn_id = c.id;
+        c.reqs.push(Req { id, ex, slot: None });
+        let fut = make(self.ctx.clone(), req, resp, conn_id, id);
+        let slot = handlers.start(fut, conn_key);
+        if let Some(r) = self.conns[index].reqs.iter_mut().find(|r| r.id == id) {
+            r.slot = slot;
+        }
+    }
+
+    /// Drops every running handler of connection `index`.
+    fn cancel_handlers<F: Future<Output = ()>>(
+        &mut self,
+        index: usize,
+        handlers: &mut HandlerSlots<F>,
+    ) {
+        let c = &mut self.conns[index];
+        let conn = (index, c.gen);
+        c.out.close();
+        for r in &mut c.reqs {
+            if let Some(s) = r.slot.take() {
+                handlers.cancel(s, conn);
+            }
+            r.ex.wake_reader();
+        }
+    }
+
+    /// Handles the end of a send.
+    pub(super) fn on_send(&mut self, ring: &mut Ring, index: usize, gen: u32, result: i32) {
+        let Some(c) = self.conns.get_mut(index) else {
+            return;
+        };
+        if c.gen != gen || !c.send_in_flight {
+            return;
+        }
+        c.send_in_flight = false;
+        if result < 0 {
+            if result != -libc::ECANCELED {
+                let err = std::io::Error::from_raw_os_error(-result);
+                tracing::debug!(conn = c.id, error = %err, "send failed; closing connection");
+            }
+            c.out.close();
+            c.sending.clear();
+            if c.state == State::Open {
+                self.abort(ring, index);
+            }
+            self.maybe_free(index);
+            return;
+        }
+        c.sent += result as usize;
+        if c.sent < c.sending.len() {
+            // A short send: the rest goes next (linked ops after it were cancelled).
+            self.submit_send(ring, index, false);
+            return;
+        }
+        c.sending.clear();
+        c.sent = 0;
+        c.out.sent();
+        self.mark_dirty(index);
+        self.maybe_free(index);
+    }
+
+    fn submit_send(&mut self, ring: &mut Ring, index: usize, then_close: bool) {
+        let c = &mut self.conns[index];
+        let ud = user_data(Op::Send, index, c.gen);
+        let rest = &c.sending[c.sent..];
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        // SAFETY: `sending` is neither touched nor dropped while the send is in flight: it is
+        // only cleared or refilled in `on_send` (after the completion), and a connection slot
+        // is never freed or reused while `send_in_flight` is set (`maybe_free`).
+        let res = unsafe {
+            if then_close {
+                let ids = LinkedIds {
+                    send: ud,
+                    shutdown: user_data(Op::Cancel, index, c.gen),
+                    close: user_data(Op::Close, index, c.gen),
+                };
+                // Soft: a short send cancels the shutdown and close; the rest is sent again
+                // and the close follows it (`on_send`, `on_close`).
+                ring.send_shutdown_close(c.fd, rest.as_ptr(), len, ids, LinkMode::Soft, false)
+            } else {
+                ring.send(c.fd, rest.as_ptr(), len, 0, ud)
+            }
+        };
+        match res {
+            Ok(()) => {
+                c.send_in_flight = true;
+                c.close_submitted |= then_close;
+            }
+            Err(e) => {
+                tracing::warn!(conn = c.id, error = %e, "cannot send; closing");
+                c.out.close();
+                self.abort(ring, index);
+            }
+        }
+    }
+
+    fn submit_shutdown_close(&mut self, ring: &mut Ring, index: usize) {
+        let c = &mut self.conns[index];
+        c.close_submitted = true;
+        let ids = LinkedIds {
+            send: user_data(Op::Cancel, index, c.gen),
+            shutdown: user_data(Op::Cancel, index, c.gen),
+            close: user_data(Op::Close, index, c.gen),
+        };
+        static NOTHING: [u8; 0] = [];
+        // SAFETY: an empty send reads no memory; the pointer is to a static. Hard links: the
+        // shutdown and the close run whatever the (empty) send returns.
+        let res = unsafe {
+            ring.send_shutdown_close(c.fd, NOTHING.as_ptr(), 0, ids, LinkMode::Hard, false)
+        };
+        if let Err(e) = res {
+            // The ring refused the submission: close synchronously instead.
+            tracing::debug!(conn = c.id, error = %e, "closing without the ring");
+            // SAFETY: fd is this connection's socket, owned by it and closed exactly once.
+            unsafe {
+                libc::shutdown(c.fd, libc::SHUT_RDWR);
+                libc::close(c.fd);
+            }
+            c.close_done = true;
+        }
+    }
+
+    /// The close (shutdown + close) completed, or was cancelled by a short send before it.
+    pub(super) fn on_close(&mut self, index: usize, gen: u32, result: i32) {
+        let Some(c) = self.conns.get_mut(index) else {
+            return;
+        };
+        if c.gen != gen || c.state == State::Free {
+            return;
+        }
+        if result == -libc::ECANCELED {
+            // A short send broke the link; flush will close again once the rest is sent.
+            c.close_submitted = false;
+            self.mark_dirty(index);
+            return;
+        }
+        c.close_done = true;
+        self.maybe_free(index);
+    }
+
+    /// Closes cleanly: what is queued goes out first, then shutdown and close.
+    fn close(&mut self, ring: &mut Ring, index: usize) {
+        let c = &mut self.conns[index];
+        if c.state != State::Open {
+            return;
+        }
+        c.state = State::Closing;
+        self.mark_dirty(index);
+        let _ = ring;
+    }
+
+    /// Closes now, dropping whatever was not sent.
+    fn abort(&mut self, ring: &mut Ring, index: usize) {
+        let c = &mut self.conns[index];
+        if c.state == State::Free {
+            return;
+        }
+        c.state = State::Closing;
+        c.out.close();
+        if !c.close_submitted {
+            self.submit_shutdown_close(ring, index);
+        }
+        self.maybe_free(index);
+    }
+
+    /// Frees the slot of a closing connection once nothing is in flight on it.
+    fn maybe_free(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        if c.state != State::Closing || !c.close_done || c.send_in_flight || c.recv_armed {
+            return;
+        }
+        c.state = State::Free;
+        c.gen = c.gen.wrapping_add(1);
+        c.fd = -1;
+        c.pending.clear();
+        c.sending.clear();
+        c.paused = false;
+        for r in c.reqs.drain(..) {
+            if c.pool.len() < EXCHANGE_POOL {
+                c.pool.push(r.ex);
+            }
+        }
+        c._counted = None;
+        self.ctx.process_conn_closed();
+        self.open -= 1;
+        self.free.push(index);
+    }
+
+    /// Sends, reaps finished requests, resumes paused input and closes, for every connection
+    /// something happened on this turn.
+    pub(super) fn flush_all<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let index = self.dirty[i];
+            i += 1;
+            self.conns[index].dirty = false;
+            self.flush(ring, index, handlers, make);
+        }
+        self.dirty.clear();
+    }
+
+    fn flush<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        index: usize,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let now = self.now;
+        let c = &mut self.conns[index];
+        if c.state == State::Free {
+            return;
+        }
+        // Reap requests whose response ended.
+        let mut j = 0;
+        while j < c.reqs.len() {
+            if c.reqs[j].ex.is_done() {
+                let r = c.reqs.swap_remove(j);
+                if let Some(p) = c.machine.finish(r.id, now) {
+                    c.machine.recycle_params(p);
+                }
+                c.machine.recycle_params(r.ex.take_params());
+                if c.pool.len() < EXCHANGE_POOL {
+                    c.pool.push(r.ex);
+                }
+            } else {
+                j += 1;
+            }
+        }
+        // Resume input once every body buffer has room again.
+        if c.state == State::Open && c.paused && c.reqs.iter().all(|r| r.ex.body_has_room()) {
+            c.paused = false;
+            self.feed_pending(ring, index, handlers, make);
+        }
+        let c = &mut self.conns[index];
+        if c.state == State::Open && (c.machine.wants_close() || (self.stopping && idle(c))) {
+            c.state = State::Closing;
+        }
+        if c.send_in_flight || c.close_submitted {
+            return;
+        }
+        let closing = c.state == State::Closing;
+        if !c.out.is_empty() {
+            debug_assert!(c.sending.is_empty());
+            c.out.take(&mut c.sending);
+            c.sent = 0;
+            self.submit_send(ring, index, closing);
+        } else if closing && !c.close_submitted {
+            self.submit_shutdown_close(ring, index);
+            self.maybe_free(index);
+        }
+    }
+
+    /// Stops: connections close once idle (a fresh one gets a moment to send its request).
+    pub(super) fn begin_stop(&mut self) {
+        self.stopping = true;
+        for index in 0..self.conns.len() {
+            if self.conns[index].state == State::Open {
+                self.conns[index].machine.close_when_idle();
+                self.mark_dirty(index);
+            }
+        }
+    }
+
+    /// Checks every connection's deadline.
+    pub(super) fn sweep<F: Future<Output = ()>>(
+        &mut self,
+        ring: &mut Ring,
+        handlers: &mut HandlerSlots<F>,
+    ) {
+        let now = self.now;
+        for index in 0..self.conns.len() {
+            let c = &mut self.conns[index];
+            if c.state != State::Open {
+                continue;
+            }
+            if self.stopping && idle(c) && (!c.fresh || now - c.accepted > FRESH_GRACE) {
+                c.state = State::Closing;
+                self.mark_dirty(index);
+                continue;
+            }
+            match c.machine.expired(now) {
+                Some(Expired::Idle) => {
+                    tracing::debug!(conn = c.id, "idle timeout");
+                    c.state = State::Closing;
+                    self.mark_dirty(index);
+                }
+                Some(Expired::Head) => {
+                    tracing::warn!(
+                        conn = c.id,
+                        timeout = ?self.ctx.limits.params_timeout,
+                        "params-timeout: the request head did not arrive in time; closing connection"
+                    );
+                    self.ctx
+                        .metrics
+                        .limit_rejected(Protocol::FastCgi, Limit::ParamsTimeout);
+                    self.cancel_handlers(index, handlers);
+                    self.abort(ring, index);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Cuts every connection off (shutdown timeout): handlers are dropped, sockets shut down.
+    pub(super) fn abort_all<F: Future<Output = ()>>(
+        &mut self,
+        ring: &mut Ring,
+        handlers: &mut HandlerSlots<F>,
+    ) {
+        for index in 0..self.conns.len() {
+            if self.conns[index].state != State::Free {
+                self.cancel_handlers(index, handlers);
+                self.abort(ring, index);
+            }
+        }
+    }
+
+    /// Marks the connection of a handler that ran as needing a flush.
+    pub(super) fn handler_ran(&mut self, conn: (usize, u32)) {
+        if self.conns.get(conn.0).is_some_and(|c| c.gen == conn.1) {
+            self.mark_dirty(conn.0);
+        }
+    }
+}
+
+/// No request in flight and no input waiting.
+fn idle(c: &Conn) -> bool {
+    c.reqs.is_empty() && c.machine.is_idle() && c.pending.is_empty()
+}

@@ -1,0 +1,236 @@
+//! The native per-core loop (`--io ring`): one io_uring per worker thread, driven directly.
+//!
+//! One turn of the loop: submit everything queued and wait for at least one completion (one
+//! `io_uring_enter`), handle the completions, poll the handlers that were woken, start the sends
+//! that became due, and, a few times a second, sweep the connections' deadlines. There are no
+//! tasks: a FastCGI connection is a [`conn::Conn`] in a slab, fed by a multishot receive into
+//! the worker's provided buffers and decoded by the sans-IO [`proto::fcgi::ServerConn`]; a
+//! handler is polled inline when its request's head is complete and only stays in a slot
+//! ([`slots`]) if it returns `Pending`. Handlers write into the connection's output buffer; the
+//! loop sends what is there once per turn. Connections, their buffers and the handler slots are
+//! reused, so a warmed-up worker allocates nothing per request or per connection.
+//!
+//! Accepting is a multishot accept on each listener; on stop it is cancelled, and the loop waits
+//! for the cancellation to complete before draining, so a stopping worker process never keeps a
+//! pending accept on a listener it shares with its successor.
+
+mod conn;
+mod slots;
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::listener::{Protocol, WorkerListener};
+use super::worker::{WorkerCtx, WorkerSpec};
+use crate::app::{Handler, Request, Response};
+use crate::io::ring::{BufRing, Ring};
+use crate::io::wake::ReadyQueue;
+
+use conn::ConnTable;
+use slots::HandlerSlots;
+
+/// How often connection deadlines (params, idle, linger) and the stop signal are checked.
+const SWEEP: Duration = Duration::from_millis(100);
+/// Provided receive buffers per worker, and their size.
+const RECV_BUFS: u32 = 256;
+const RECV_BUF_LEN: u32 = 16 * 1024;
+/// The buffer group of the receive buffers.
+const RECV_GROUP: u16 = 0;
+
+/// What a completion is for: the top byte of its user data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Close = 4,
+    Wake = 5,
+    Cancel = 6,
+}
+
+/// Packs an operation, a slot index and the slot's generation into a completion's user data.
+pub(crate) fn user_data(op: Op, index: usize, gen: u32) -> u64 {
+    ((op as u64) << 56) | (((index as u64) & 0xff_ffff) << 32) | gen as u64
+}
+
+fn unpack(ud: u64) -> (u8, usize, u32) {
+    (
+        (ud >> 56) as u8,
+        ((ud >> 32) & 0xff_ffff) as usize,
+        ud as u32,
+    )
+}
+
+/// True when the native ring can be set up on this machine (a kernel with io_uring enabled
+/// and the features the loop needs). Checked once per worker start; on failure the engine
+/// falls back to the tokio-uring loop with a log line.
+pub(crate) fn available(entries: u32) -> std::io::Result<()> {
+    let ring = Ring::new(entries)?;
+    BufRing::new(&ring, RECV_GROUP, 2, 4096)?;
+    Ok(())
+}
+
+struct ListenerState {
+    listener: WorkerListener,
+    protocol: Protocol,
+    armed: bool,
+}
+
+impl ListenerState {
+    fn fd(&self) -> i32 {
+        match &self.listener {
+            WorkerListener::Tcp(l) => l.as_raw_fd(),
+            WorkerListener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+/// Runs a worker on the native ring until it is stopped and drained.
+pub(crate) fn run<H, M, F>(spec: WorkerSpec<H>, make: M) -> std::io::Result<()>
+where
+    H: Handler,
+    M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+    F: Future<Output = ()>,
+{
+    crate::io::timers::activate();
+    let mut ring = Ring::new(spec.ring_entries)?;
+    let mut bufs = BufRing::new(&ring, RECV_GROUP, RECV_BUFS, RECV_BUF_LEN)?;
+    let ready = ReadyQueue::new()?;
+    let protocols: Vec<Protocol> = spec.listeners.iter().map(|(p, _)| *p).collect();
+    let metrics = match &spec.metrics {
+        Some(r) => crate::metrics::WorkerMetrics::new(r, spec.index, &protocols),
+        None => crate::metrics::WorkerMetrics::off(),
+    };
+    let ctx = Rc::new(WorkerCtx::for_native(
+        spec.index,
+        spec.handler,
+        spec.limits,
+        metrics,
+        spec.budget,
+        spec.process_conns,
+        spec.next_conn_id,
+    ));
+    let mut listeners: Vec<ListenerState> = spec
+        .listeners
+        .into_iter()
+        .map(|(protocol, listener)| {
+            if let WorkerListener::Tcp(l) = &listener {
+                // Accepted sockets inherit TCP_NODELAY from their listener.
+                let _ = socket2::SockRef::from(l).set_nodelay(true);
+            }
+            ListenerState {
+                listener,
+                protocol,
+                armed: false,
+            }
+        })
+        .collect();
+    let mut table = ConnTable::new(ctx.clone(), ready.clone());
+    let mut handlers = HandlerSlots::new(ready.clone());
+    ring.poll_multishot(
+        ready.eventfd(),
+        libc::POLLIN as u32,
+        user_data(Op::Wake, 0, 0),
+    )?;
+    for (i, l) in listeners.iter_mut().enumerate() {
+        ring.accept_multishot(l.fd(), user_data(Op::Accept, i, 0))?;
+        l.armed = true;
+    }
+
+    let mut completions = Vec::with_capacity(256);
+    let mut woken = Vec::with_capacity(64);
+    let mut now = Instant::now();
+    let mut next_sweep = now + SWEEP;
+    let mut stopping: Option<Instant> = None;
+    loop {
+        let timeout = next_sweep.saturating_duration_since(now);
+        let timeout = match crate::io::timers::fire(now) {
+            Some(t) => timeout.min(t.saturating_duration_since(now)),
+            None => timeout,
+        };
+        let wait = if ready.is_empty() { 1 } else { 0 };
+        ring.submit_and_wait(wait, Some(timeout))?;
+        now = Instant::now();
+        table.set_now(now);
+        ring.drain_completions(&mut completions);
+        for c in completions.drain(..) {
+            let (op, index, gen) = unpack(c.user_data);
+            match op {
+                x if x == Op::Accept as u8 => {
+                    let l = &mut listeners[index];
+                    if !c.more() {
+                        l.armed = false;
+                    }
+                    if c.result >= 0 {
+                        table.accept(&mut ring, c.result, l.protocol);
+                    } else if c.result != -libc::ECANCELED {
+                        let err = std::io::Error::from_raw_os_error(-c.result);
+                        tracing::warn!(worker = ctx.index, error = %err, "accept failed");
+                    }
+                    if !l.armed && stopping.is_none() {
+                        ring.accept_multishot(l.fd(), user_data(Op::Accept, index, 0))?;
+                        l.armed = true;
+                    }
+                }
+                x if x == Op::Recv as u8 => {
+                    table.on_recv(&mut ring, &mut bufs, index, gen, &c, &mut handlers, &make)
+                }
+                x if x == Op::Send as u8 => table.on_send(&mut ring, index, gen, c.result),
+                x if x == Op::Close as u8 => table.on_close(index, gen, c.result),
+                x if x == Op::Wake as u8 => {
+                    ready.clear_eventfd();
+                    if !c.more() {
+                        ring.poll_multishot(
+                            ready.eventfd(),
+                            libc::POLLIN as u32,
+                            user_data(Op::Wake, 0, 0),
+                        )?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        ready.drain_into(&mut woken);
+        for key in woken.drain(..) {
+            if let Some(conn) = handlers.poll_woken(key) {
+                table.handler_ran(conn);
+            }
+        }
+        table.flush_all(&mut ring, &mut handlers, &make);
+        if now >= next_sweep {
+            next_sweep = now + SWEEP;
+            if stopping.is_none() && ctx_stopped(&spec.stop) {
+                stopping = Some(now);
+                for (i, l) in listeners.iter().enumerate() {
+                    if l.armed {
+                        ring.cancel(user_data(Op::Accept, i, 0), user_data(Op::Cancel, i, 0))?;
+                    }
+                }
+                table.begin_stop();
+            }
+            table.sweep(&mut ring, &mut handlers);
+            if let Some(since) = stopping {
+                let accepts_done = listeners.iter().all(|l| !l.armed);
+                if accepts_done && table.is_empty() {
+                    return Ok(());
+                }
+                if now.duration_since(since) > spec.shutdown_timeout {
+                    tracing::warn!(
+                        worker = ctx.index,
+                        open = table.len(),
+                        "shutdown timeout: closing connections with requests in flight"
+                    );
+                    table.abort_all(&mut ring, &mut handlers);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn ctx_stopped(stop: &super::StopHandle) -> bool {
+    stop.is_stopped()
+}
