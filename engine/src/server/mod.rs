@@ -310,6 +310,7 @@ impl Server {
             }
         }
         let native = self.native_loop();
+        let shared_listeners = child.is_some();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
             let mut listeners = Vec::new();
@@ -342,6 +343,7 @@ impl Server {
                     let (limits, stop, process_conns, next_conn_id) = spec_parts;
                     let spec = worker::WorkerSpec {
                         index: number,
+                        shared_listeners,
                         handler: make_handler(number),
                         limits,
                         listeners,

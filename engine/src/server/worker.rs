@@ -99,6 +99,9 @@ impl<H> Drop for ConnGuard<'_, H> {
 /// Everything a worker thread is started with.
 pub(crate) struct WorkerSpec<H> {
     pub(crate) index: usize,
+    /// The listeners are shared with other processes (prefork), so a pending accept must never
+    /// be left on them; the native loop accepts on readiness there.
+    pub(crate) shared_listeners: bool,
     pub(crate) handler: H,
     pub(crate) limits: Limits,
     pub(crate) listeners: Vec<(Protocol, WorkerListener)>,

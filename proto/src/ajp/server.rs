@@ -363,7 +363,7 @@ impl ServerConn {
     /// Returns a [`Params`] buffer for reuse by a later request.
     pub fn recycle_params(&mut self, mut params: Params) {
         params.clear();
-        if self.spare.len() < 2 {
+        if params.has_capacity() && self.spare.len() < 2 {
             self.spare.push(params);
         }
     }

@@ -46,6 +46,11 @@ impl Params {
         Self::default()
     }
 
+    /// True when the buffers hold an allocation worth keeping for reuse.
+    pub fn has_capacity(&self) -> bool {
+        self.raw.capacity() > 0
+    }
+
     /// Forgets all pairs, keeping the allocations.
     pub fn clear(&mut self) {
         self.raw.clear();

@@ -254,7 +254,7 @@ impl ServerConn {
     /// Returns a [`Params`] buffer for reuse by a later request.
     pub fn recycle_params(&mut self, mut params: Params) {
         params.clear();
-        if self.spare.len() < 8 {
+        if params.has_capacity() && self.spare.len() < 8 {
             self.spare.push(params);
         }
     }

@@ -184,7 +184,7 @@ impl ServerConn {
     /// Returns a [`Params`] buffer for reuse by the next connection's request.
     pub fn recycle_params(&mut self, mut params: Params) {
         params.clear();
-        if self.spare.is_none() {
+        if params.has_capacity() && self.spare.as_ref().is_none_or(|s| !s.has_capacity()) {
             self.spare = Some(params);
         }
     }

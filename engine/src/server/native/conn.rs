@@ -70,6 +70,8 @@ pub(super) struct Conn {
     sending: Vec<u8>,
     sent: usize,
     send_in_flight: bool,
+    /// The send in flight is linked to a shutdown and a close.
+    send_linked: bool,
     recv_armed: bool,
     /// The receive was cancelled because too much input waits while paused.
     recv_held: bool,
@@ -172,6 +174,7 @@ impl<H: Handler> ConnTable<H> {
                     sending: Vec::with_capacity(16 * 1024),
                     sent: 0,
                     send_in_flight: false,
+                    send_linked: false,
                     recv_armed: false,
                     recv_held: false,
                     close_submitted: false,
@@ -211,9 +214,6 @@ impl<H: Handler> ConnTable<H> {
         c.close_done = false;
         c.paused = false;
         c._counted = Some(counted);
-        if self.stopping {
-            c.machine.close_when_idle();
-        }
         self.open += 1;
         let gen = c.gen;
         match ring.recv_multishot(fd, RECV_GROUP, user_data(Op::Recv, index, gen)) {
@@ -307,6 +307,18 @@ impl<H: Handler> ConnTable<H> {
             }
         }
         let conn = &mut self.conns[index];
+        if conn.state == State::Open && conn.pending.len() >= PAUSED_INPUT_CAP && !conn.recv_held {
+            // A handler is not reading its body and input keeps coming: stop receiving until it
+            // catches up (backpressure towards the web server).
+            conn.recv_held = true;
+            if conn.recv_armed {
+                let target = user_data(Op::Recv, index, conn.gen);
+                if let Err(e) = ring.cancel(target, user_data(Op::Cancel, index, conn.gen)) {
+                    tracing::warn!(conn = conn.id, error = %e, "cannot pause receiving");
+                }
+            }
+        }
+        let conn = &mut self.conns[index];
         if conn.state == State::Open && !conn.recv_armed && !conn.recv_held {
             self.rearm(ring, index);
         }
@@ -316,8 +328,7 @@ impl<H: Handler> ConnTable<H> {
 
     fn rearm(&mut self, ring: &mut Ring, index: usize) {
         let c = &mut self.conns[index];
-        if c.pending.len() >= PAUSED_INPUT_CAP {
-            c.recv_held = true;
+        if c.recv_armed {
             return;
         }
         let ud = user_data(Op::Recv, index, c.gen);
@@ -357,6 +368,7 @@ impl<H: Handler> ConnTable<H> {
         }
         c.pending = pending;
         if c.state == State::Open && c.recv_held && c.pending.len() < PAUSED_INPUT_CAP {
+            c.recv_held = false;
             self.rearm(ring, index);
         }
     }
@@ -575,15 +587,26 @@ impl<H: Handler> ConnTable<H> {
             }
             c.out.close();
             c.sending.clear();
-            if c.state == State::Open {
-                self.abort(ring, index);
+            if c.send_linked {
+                // The linked shutdown and close were cancelled: the descriptor is still open.
+                c.close_submitted = false;
             }
-            self.maybe_free(index);
+            self.abort(ring, index);
             return;
         }
         c.sent += result as usize;
         if c.sent < c.sending.len() {
-            // A short send: the rest goes next (linked ops after it were cancelled).
+            if c.send_linked {
+                // MSG_WAITALL came back short: the connection failed, and the linked shutdown
+                // and close were cancelled, so the descriptor is still ours to close.
+                tracing::debug!(conn = c.id, "short final send; closing connection");
+                c.out.close();
+                c.sending.clear();
+                c.close_submitted = false;
+                self.abort(ring, index);
+                return;
+            }
+            // A plain short send: the rest goes next.
             self.submit_send(ring, index, false);
             return;
         }
@@ -619,6 +642,7 @@ impl<H: Handler> ConnTable<H> {
         match res {
             Ok(()) => {
                 c.send_in_flight = true;
+                c.send_linked = then_close;
                 c.close_submitted |= then_close;
             }
             Err(e) => {
@@ -664,9 +688,7 @@ impl<H: Handler> ConnTable<H> {
             return;
         }
         if result == -libc::ECANCELED {
-            // A short send broke the link; flush will close again once the rest is sent.
-            c.close_submitted = false;
-            self.mark_dirty(index);
+            // The linked send failed (`on_send` closes the descriptor itself).
             return;
         }
         c.close_done = true;
@@ -779,7 +801,9 @@ impl<H: Handler> ConnTable<H> {
             self.feed_pending(ring, index, handlers, make);
         }
         let c = &mut self.conns[index];
-        if c.state == State::Open && (c.machine.wants_close() || (self.stopping && idle(c))) {
+        if c.state == State::Open
+            && (c.machine.wants_close() || (self.stopping && !c.fresh && idle(c)))
+        {
             c.state = State::Closing;
         }
         if c.send_in_flight || c.close_submitted {
@@ -797,12 +821,12 @@ impl<H: Handler> ConnTable<H> {
         }
     }
 
-    /// Stops: connections close once idle (a fresh one gets a moment to send its request).
+    /// Stops: connections close once idle (`flush`), and one that has sent nothing yet gets a
+    /// moment to send its request (`sweep`).
     pub(super) fn begin_stop(&mut self) {
         self.stopping = true;
         for index in 0..self.conns.len() {
             if self.conns[index].state == State::Open {
-                self.conns[index].machine.close_when_idle();
                 self.mark_dirty(index);
             }
         }

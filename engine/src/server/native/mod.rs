@@ -73,13 +73,39 @@ pub(crate) fn available(entries: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptMode {
+    /// A multishot accept: for a socket only this worker accepts on (its own SO_REUSEPORT
+    /// TCP socket in a single process). Cancelled on stop.
+    Multishot,
+    /// A multishot poll for readiness, then `accept4` until EAGAIN: for a socket shared with
+    /// other workers or processes (Unix sockets, prefork). io_uring's accept waits
+    /// exclusively, so the ring that armed first would get every connection, and a connection
+    /// whose wake-up went to a ring that was being cancelled would wait for the next one; a
+    /// readiness wake reaches every ring, the first to call `accept4` wins, and no accept is
+    /// ever pending in the kernel.
+    Readiness,
+}
+
 struct ListenerState {
     listener: WorkerListener,
     protocol: Protocol,
+    mode: AcceptMode,
     armed: bool,
 }
 
 impl ListenerState {
+    fn arm(&mut self, ring: &mut Ring, index: usize) -> std::io::Result<()> {
+        let ud = user_data(Op::Accept, index, 0);
+        match self.mode {
+            AcceptMode::Multishot => ring.accept_multishot(self.fd(), ud)?,
+            AcceptMode::Readiness => ring.poll_multishot(self.fd(), libc::POLLIN as u32, ud)?,
+        }
+        self.armed = true;
+        Ok(())
+    }
+
     fn fd(&self) -> i32 {
         match &self.listener {
             WorkerListener::Tcp(l) => l.as_raw_fd(),
@@ -121,9 +147,21 @@ where
                 // Accepted sockets inherit TCP_NODELAY from their listener.
                 let _ = socket2::SockRef::from(l).set_nodelay(true);
             }
+            let mode = match &listener {
+                WorkerListener::Tcp(_) if !spec.shared_listeners => AcceptMode::Multishot,
+                _ => AcceptMode::Readiness,
+            };
+            if mode == AcceptMode::Readiness {
+                // accept4 must never block: another worker may have taken the connection.
+                let _ = match &listener {
+                    WorkerListener::Tcp(l) => l.set_nonblocking(true),
+                    WorkerListener::Unix(l) => l.set_nonblocking(true),
+                };
+            }
             ListenerState {
                 listener,
                 protocol,
+                mode,
                 armed: false,
             }
         })
@@ -136,8 +174,7 @@ where
         user_data(Op::Wake, 0, 0),
     )?;
     for (i, l) in listeners.iter_mut().enumerate() {
-        ring.accept_multishot(l.fd(), user_data(Op::Accept, i, 0))?;
-        l.armed = true;
+        l.arm(&mut ring, i)?;
     }
 
     let mut completions = Vec::with_capacity(256);
@@ -164,15 +201,35 @@ where
                     if !c.more() {
                         l.armed = false;
                     }
-                    if c.result >= 0 {
+                    if c.result >= 0 && l.mode == AcceptMode::Multishot {
                         table.accept(&mut ring, c.result, l.protocol);
-                    } else if c.result != -libc::ECANCELED {
+                    } else if c.result >= 0 && stopping.is_none() {
+                        // Readable: take what is queued (a few at a time, for fairness).
+                        for _ in 0..16 {
+                            // SAFETY: plain accept4 on our listening socket; no address asked.
+                            let fd = unsafe {
+                                libc::accept4(
+                                    l.fd(),
+                                    std::ptr::null_mut(),
+                                    std::ptr::null_mut(),
+                                    libc::SOCK_CLOEXEC,
+                                )
+                            };
+                            if fd < 0 {
+                                let err = std::io::Error::last_os_error();
+                                if err.kind() != std::io::ErrorKind::WouldBlock {
+                                    tracing::warn!(worker = ctx.index, error = %err, "accept failed");
+                                }
+                                break;
+                            }
+                            table.accept(&mut ring, fd, l.protocol);
+                        }
+                    } else if c.result < 0 && c.result != -libc::ECANCELED {
                         let err = std::io::Error::from_raw_os_error(-c.result);
                         tracing::warn!(worker = ctx.index, error = %err, "accept failed");
                     }
                     if !l.armed && stopping.is_none() {
-                        ring.accept_multishot(l.fd(), user_data(Op::Accept, index, 0))?;
-                        l.armed = true;
+                        l.arm(&mut ring, index)?;
                     }
                 }
                 x if x == Op::Recv as u8 => {
@@ -200,9 +257,12 @@ where
             }
         }
         table.flush_all(&mut ring, &mut handlers, &make);
-        if now >= next_sweep {
+        // The stop flag is read every turn: a spent --max-requests budget must stop accepting
+        // at once, not at the next sweep.
+        let stop_now = stopping.is_none() && spec.stop.is_stopped();
+        if stop_now || now >= next_sweep {
             next_sweep = now + SWEEP;
-            if stopping.is_none() && ctx_stopped(&spec.stop) {
+            if stop_now {
                 stopping = Some(now);
                 for (i, l) in listeners.iter().enumerate() {
                     if l.armed {
@@ -229,8 +289,4 @@ where
             }
         }
     }
-}
-
-fn ctx_stopped(stop: &super::StopHandle) -> bool {
-    stop.is_stopped()
 }
