@@ -36,6 +36,8 @@ const FRESH_GRACE: Duration = Duration::from_secs(2);
 const PAUSED_INPUT_CAP: usize = 2 * proto::fcgi::MAX_RECORD_LEN;
 /// Finished exchanges kept for reuse per connection.
 const EXCHANGE_POOL: usize = 8;
+/// How long a closing connection whose peer may still be sending waits for the peer's FIN.
+const LINGER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -48,6 +50,8 @@ enum State {
 
 struct Req {
     id: u16,
+    /// The request's body ended (empty STDIN): the peer sends nothing more for it.
+    body_ended: bool,
     ex: Rc<Exchange>,
     /// The handler's slot while it waits.
     slot: Option<usize>,
@@ -77,6 +81,13 @@ pub(super) struct Conn {
     recv_held: bool,
     close_submitted: bool,
     close_done: bool,
+    /// The peer may still send: a request ended before its body did, or was refused. Closing
+    /// then half-closes, reads until the peer's FIN (at most [`LINGER`]) and only then closes,
+    /// so that the peer's last writes meet no reset (cgi-fcgi sends its empty STDIN after
+    /// reading the answer).
+    linger: bool,
+    /// Since when the connection has been half-closed, waiting for the peer's FIN.
+    lingering_since: Option<Instant>,
     /// A handler is not reading its body: input is not decoded until it does.
     paused: bool,
     reqs: Vec<Req>,
@@ -179,6 +190,8 @@ impl<H: Handler> ConnTable<H> {
                     recv_held: false,
                     close_submitted: false,
                     close_done: false,
+                    linger: false,
+                    lingering_since: None,
                     paused: false,
                     reqs: Vec::new(),
                     pool: Vec::new(),
@@ -212,6 +225,8 @@ impl<H: Handler> ConnTable<H> {
         c.recv_held = false;
         c.close_submitted = false;
         c.close_done = false;
+        c.linger = false;
+        c.lingering_since = None;
         c.paused = false;
         c._counted = Some(counted);
         self.open += 1;
@@ -294,6 +309,9 @@ impl<H: Handler> ConnTable<H> {
                 }
                 self.cancel_handlers(index, handlers);
                 self.close(ring, index);
+            } else if conn.lingering_since.is_some() && !conn.close_submitted {
+                // The peer's FIN after ours: nothing can meet a reset any more.
+                self.submit_shutdown_close(ring, index);
             }
         } else if c.result == -libc::ENOBUFS {
             // Every provided buffer is in use; they are recycled as soon as decoded, so
@@ -319,7 +337,9 @@ impl<H: Handler> ConnTable<H> {
             }
         }
         let conn = &mut self.conns[index];
-        if conn.state == State::Open && !conn.recv_armed && !conn.recv_held {
+        let reading =
+            conn.state == State::Open || (conn.lingering_since.is_some() && !conn.close_submitted);
+        if reading && !conn.recv_armed && !conn.recv_held {
             self.rearm(ring, index);
         }
         self.mark_dirty(index);
@@ -446,7 +466,8 @@ impl<H: Handler> ConnTable<H> {
             Event::BodyEnd { id } => {
                 self.ctx.metrics.request_body_bytes(Protocol::FastCgi, 0);
                 let c = &mut self.conns[index];
-                if let Some(r) = c.reqs.iter().find(|r| r.id == id) {
+                if let Some(r) = c.reqs.iter_mut().find(|r| r.id == id) {
+                    r.body_ended = true;
                     r.ex.end_body();
                 }
             }
@@ -472,6 +493,8 @@ impl<H: Handler> ConnTable<H> {
     }
 
     fn refused(&mut self, index: usize, id: u16, reason: Refusal) {
+        // The peer goes on sending the refused request's records.
+        self.conns[index].linger = true;
         let metrics = &self.ctx.metrics;
         let conn_id = self.conns[index].id;
         match reason {
@@ -546,7 +569,12 @@ impl<H: Handler> ConnTable<H> {
         let (req, resp) = prepare(&self.ctx, ex.clone());
         let conn_key = (index, c.gen);
         let conn_id = c.id;
-        c.reqs.push(Req { id, ex, slot: None });
+        c.reqs.push(Req {
+            id,
+            body_ended: false,
+            ex,
+            slot: None,
+        });
         let fut = make(self.ctx.clone(), req, resp, conn_id, id);
         let slot = handlers.start(fut, conn_key);
         if let Some(r) = self.conns[index].reqs.iter_mut().find(|r| r.id == id) {
@@ -784,6 +812,7 @@ impl<H: Handler> ConnTable<H> {
         while j < c.reqs.len() {
             if c.reqs[j].ex.is_done() {
                 let r = c.reqs.swap_remove(j);
+                c.linger |= !r.body_ended;
                 if let Some(p) = c.machine.finish(r.id, now) {
                     c.machine.recycle_params(p);
                 }
@@ -814,7 +843,17 @@ impl<H: Handler> ConnTable<H> {
             debug_assert!(c.sending.is_empty());
             c.out.take(&mut c.sending);
             c.sent = 0;
-            self.submit_send(ring, index, closing);
+            let link = closing && !c.linger;
+            self.submit_send(ring, index, link);
+        } else if closing && c.linger {
+            if c.lingering_since.is_none() {
+                // Half-close and read on until the peer's FIN (or LINGER passes).
+                c.lingering_since = Some(now);
+                let ud = user_data(Op::Cancel, index, c.gen);
+                if ring.shutdown(c.fd, std::net::Shutdown::Write, ud).is_err() {
+                    self.abort(ring, index);
+                }
+            }
         } else if closing && !c.close_submitted {
             self.submit_shutdown_close(ring, index);
             self.maybe_free(index);
@@ -841,6 +880,16 @@ impl<H: Handler> ConnTable<H> {
         let now = self.now;
         for index in 0..self.conns.len() {
             let c = &mut self.conns[index];
+            if let Some(since) = c.lingering_since {
+                if !c.close_submitted && now - since > LINGER {
+                    tracing::debug!(
+                        conn = c.id,
+                        "peer did not close after FIN; dropping connection"
+                    );
+                    self.abort(ring, index);
+                }
+                continue;
+            }
             if c.state != State::Open {
                 continue;
             }
