@@ -219,11 +219,11 @@ pub struct Config {
     pub ring_entries: u32,
 
     /// The I/O loop of each worker: `ring` (a native io_uring loop: multishot accept and
-    /// receive, provided buffers, handlers polled inline; FastCGI listeners only, a worker with
-    /// SCGI or AJP listeners runs on tokio-uring) or `tokio-uring` (tokio-uring for FastCGI,
-    /// tokio's epoll reactor for SCGI and AJP13). Where a ring cannot be set up, `ring` falls
-    /// back to `tokio-uring` with a log line.
-    #[arg(long = "io", env = "RINGFAST_IO", value_name = "LOOP", value_enum, default_value_t = IoLoop::TokioUring)]
+    /// receive, provided buffers, handlers polled inline) or `tokio-uring` (tokio-uring for
+    /// FastCGI, tokio's epoll reactor for SCGI and AJP13). `ring` serves FastCGI listeners only
+    /// for now: with an SCGI or AJP listener, or where a ring cannot be set up, the workers run
+    /// on `tokio-uring`, with a log line saying so.
+    #[arg(long = "io", env = "RINGFAST_IO", value_name = "LOOP", value_enum, default_value_t = IoLoop::Ring)]
     pub io: IoLoop,
 
     /// Prometheus endpoint: HOST:PORT serving /metrics (see docs/metrics.md), or `off` (no

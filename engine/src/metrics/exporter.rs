@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use super::{labels, names, process, DURATION_BUCKETS, IO_BACKEND, METADATA, REVISION, VERSION};
+use super::{io_backend, labels, names, process, DURATION_BUCKETS, METADATA, REVISION, VERSION};
 
 /// Where `/metrics` is served when `--metrics` is not given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9191";
@@ -103,7 +103,7 @@ impl Registry {
             vec![
                 Label::new(labels::VERSION, VERSION),
                 Label::new(labels::REVISION, REVISION),
-                Label::new(labels::IO_BACKEND, IO_BACKEND),
+                Label::new(labels::IO_BACKEND, io_backend()),
             ],
         );
         registry.recorder.register_gauge(&info, &METADATA).set(1.0);

@@ -155,9 +155,24 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision built (`git rev-parse` at build time, or `unknown`).
 pub const REVISION: &str = env!("RINGFAST_GIT_REVISION");
-/// The I/O backends, as `ringfast_build_info{io_backend}` reports them: FastCGI on tokio-uring,
-/// SCGI and AJP13 on tokio's epoll reactor.
-pub const IO_BACKEND: &str = "tokio-uring+epoll";
+/// `ringfast_build_info{io_backend}` when the workers run on tokio-uring: FastCGI on
+/// tokio-uring, SCGI and AJP13 on tokio's epoll reactor.
+pub const IO_BACKEND_TOKIO: &str = "tokio-uring+epoll";
+/// `ringfast_build_info{io_backend}` when the workers run the native ring (`--io ring`).
+pub const IO_BACKEND_RING: &str = "ring";
+
+static IO_BACKEND: std::sync::RwLock<&str> = std::sync::RwLock::new(IO_BACKEND_TOKIO);
+
+/// Records which I/O loop this process's workers run, for `ringfast_build_info`. Called once
+/// by [`Server::bind`](crate::server::Server::bind), before any registry is made.
+pub fn set_io_backend(name: &'static str) {
+    *IO_BACKEND.write().unwrap_or_else(|e| e.into_inner()) = name;
+}
+
+/// The I/O loop `ringfast_build_info{io_backend}` reports.
+pub fn io_backend() -> &'static str {
+    *IO_BACKEND.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How a request ended, as the `status_class` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,7 +210,10 @@ fn build_info_and_help() {
         .lines()
         .find(|l| l.starts_with("ringfast_build_info{"))
         .expect("build info");
-    assert!(info.contains("io_backend=\"tokio-uring+epoll\""), "{info}");
+    assert!(
+        info.contains(&format!("io_backend=\"{}\"", super::io_backend())),
+        "{info}"
+    );
     assert!(info.contains(&format!("version=\"{VERSION}\"")), "{info}");
     assert!(info.ends_with(" 1"), "{info}");
     assert!(!REVISION.is_empty());

@@ -128,6 +128,8 @@ pub struct Server {
     /// This process removes the Unix socket files it bound and the pidfile when it is done
     /// (not a forked worker process, not the parent left behind by `--daemonize`).
     owns_files: bool,
+    /// The workers run the native ring (see [`native_loop`]).
+    native: bool,
 }
 
 impl Server {
@@ -176,6 +178,12 @@ impl Server {
                 bound.push((protocol, b));
             }
         }
+        let native = native_loop(&config, &bound);
+        crate::metrics::set_io_backend(if native {
+            crate::metrics::IO_BACKEND_RING
+        } else {
+            crate::metrics::IO_BACKEND_TOKIO
+        });
         let metrics = crate::metrics::Exporter::from_option(config.metrics)
             .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
         if let Some(path) = &config.pidfile {
@@ -189,6 +197,7 @@ impl Server {
         Ok(Server {
             config,
             bound,
+            native,
             stop: StopHandle::new(),
             metrics,
             child: None,
@@ -309,7 +318,7 @@ impl Server {
                 tracing::info!(protocol = p.name(), addr = %b.addr(), workers, "listening");
             }
         }
-        let native = self.native_loop();
+        let native = self.native;
         let shared_listeners = child.is_some();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
@@ -411,29 +420,6 @@ impl Server {
         }
     }
 
-    /// True when the workers run the native ring (`--io ring`): every listener is FastCGI
-    /// and a ring with the features the loop needs can be set up here. Otherwise they run on
-    /// tokio-uring, and the reason is logged.
-    fn native_loop(&self) -> bool {
-        if self.config.io != crate::config::IoLoop::Ring {
-            return false;
-        }
-        if let Some((p, _)) = self.bound.iter().find(|(p, _)| *p != Protocol::FastCgi) {
-            tracing::info!(
-                protocol = p.name(),
-                "--io ring serves FastCGI listeners only; the workers run on tokio-uring"
-            );
-            return false;
-        }
-        match native::available(self.config.ring_entries) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot set up the native ring; the workers run on tokio-uring");
-                false
-            }
-        }
-    }
-
     /// Removes the Unix socket files and the pidfile, once, if this process owns them. Also
     /// runs on drop, so a server that never ran (an application that failed to load) leaves
     /// nothing behind.
@@ -455,6 +441,29 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// True when the workers run the native ring (`--io ring`, the default): every listener is
+/// FastCGI and a ring with the features the loop needs can be set up here. Otherwise they run
+/// on tokio-uring, and the reason is logged.
+fn native_loop(config: &Config, bound: &[(Protocol, Bound)]) -> bool {
+    if config.io != crate::config::IoLoop::Ring {
+        return false;
+    }
+    if let Some((p, _)) = bound.iter().find(|(p, _)| *p != Protocol::FastCgi) {
+        tracing::info!(
+            protocol = p.name(),
+            "the native ring serves FastCGI listeners only for now; the workers run on tokio-uring"
+        );
+        return false;
+    }
+    match native::available(config.ring_entries) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set up the native ring; the workers run on tokio-uring");
+            false
+        }
     }
 }
 
