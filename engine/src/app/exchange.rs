@@ -28,8 +28,14 @@ pub(crate) struct ConnOut {
 
 impl ConnOut {
     pub(crate) fn new(high_water: usize) -> Self {
+        Self::with_buffer(high_water, Vec::with_capacity(16 * 1024))
+    }
+
+    /// A connection's output around `buf` (the native loop lends buffers from a worker pool
+    /// while a connection is busy and takes them back while it is idle).
+    pub(crate) fn with_buffer(high_water: usize, buf: Vec<u8>) -> Self {
         ConnOut {
-            buf: RefCell::new(Vec::with_capacity(16 * 1024)),
+            buf: RefCell::new(buf),
             writer_wake: Notify::new(),
             drained: Notify::new(),
             closed: Cell::new(false),
@@ -77,6 +83,11 @@ impl ConnOut {
         self.buf.borrow_mut().clear();
         self.closed.set(false);
         self.closing.set(false);
+    }
+
+    /// The capacity of the pending-bytes buffer (0 when the native loop took it back).
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.borrow().capacity()
     }
 
     /// True when nothing is waiting to be sent.
@@ -236,7 +247,7 @@ struct BodyPipe {
 #[derive(Debug)]
 pub(crate) struct Exchange {
     framing: Cell<Framing>,
-    pub(crate) out: Rc<ConnOut>,
+    out: RefCell<Rc<ConnOut>>,
     params: RefCell<Params>,
     head: RefCell<Vec<u8>>,
     body: RefCell<BodyPipe>,
@@ -245,7 +256,7 @@ pub(crate) struct Exchange {
     body_space: Notify,
     done: Cell<bool>,
     /// Notified (one permit) when the handler finished; owned by the connection.
-    conn_events: Rc<Notify>,
+    conn_events: RefCell<Rc<Notify>>,
 }
 
 impl Exchange {
@@ -257,7 +268,7 @@ impl Exchange {
     ) -> Self {
         Exchange {
             framing: Cell::new(framing),
-            out,
+            out: RefCell::new(out),
             params: RefCell::new(Params::new()),
             head: RefCell::new(Vec::new()),
             body: RefCell::new(BodyPipe::default()),
@@ -265,7 +276,23 @@ impl Exchange {
             body_ready: Notify::new(),
             body_space: Notify::new(),
             done: Cell::new(false),
-            conn_events,
+            conn_events: RefCell::new(conn_events),
+        }
+    }
+
+    /// The output of the connection this exchange belongs to.
+    pub(crate) fn out(&self) -> std::cell::Ref<'_, Rc<ConnOut>> {
+        self.out.borrow()
+    }
+
+    /// Moves a finished exchange to another connection (the native loop pools exchanges per
+    /// worker, so an idle connection keeps none).
+    pub(crate) fn rebind(&self, out: &Rc<ConnOut>, conn_events: &Rc<Notify>) {
+        if !Rc::ptr_eq(&self.out.borrow(), out) {
+            *self.out.borrow_mut() = out.clone();
+        }
+        if !Rc::ptr_eq(&self.conn_events.borrow(), conn_events) {
+            *self.conn_events.borrow_mut() = conn_events.clone();
         }
     }
 
@@ -315,7 +342,7 @@ impl Exchange {
     pub(crate) fn mark_done(&self) {
         if !self.done.replace(true) {
             self.body_space.notify_waiters();
-            self.conn_events.notify_one();
+            self.conn_events.borrow().notify_one();
         }
     }
 
@@ -409,7 +436,7 @@ impl Exchange {
                     return Ok(0);
                 }
             }
-            if self.out.is_closed() {
+            if self.out.borrow().is_closed() {
                 return Err(Closed);
             }
             let ready = self.body_ready.notified();

@@ -133,7 +133,10 @@ impl Response {
         const SLICE: usize = 256 * 1024;
         let mut rest = data;
         loop {
-            self.ex.out.writable().await?;
+            {
+                let out = self.ex.out().clone();
+                out.writable().await?;
+            }
             let (now, later) = rest.split_at(rest.len().min(SLICE));
             self.emit(now);
             rest = later;
@@ -150,11 +153,11 @@ impl Response {
             let head = self.ex.head_mut();
             let status = self.status;
             self.ex
-                .out
+                .out()
                 .push(|out| framing.encode_head(out, status, &head, data));
             self.stage = Stage::Body;
         } else if !data.is_empty() {
-            self.ex.out.push(|out| framing.encode_body(out, data));
+            self.ex.out().push(|out| framing.encode_body(out, data));
         }
     }
 
@@ -163,7 +166,7 @@ impl Response {
         if self.stage == Stage::Done {
             return Ok(());
         }
-        if self.ex.out.is_closed() {
+        if self.ex.out().is_closed() {
             self.end_now();
             return Err(ResponseError::Aborted);
         }
@@ -180,10 +183,10 @@ impl Response {
             self.emit(&[]);
         }
         let framing = self.ex.framing();
-        self.ex.out.push(|out| framing.encode_end(out));
+        self.ex.out().push(|out| framing.encode_end(out));
         self.stage = Stage::Done;
         self.ex.mark_done();
-        let class = if self.ex.out.is_closed() {
+        let class = if self.ex.out().is_closed() {
             StatusClass::Aborted
         } else {
             StatusClass::of(self.status)

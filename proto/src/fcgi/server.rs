@@ -275,6 +275,17 @@ impl ServerConn {
         }
     }
 
+    /// True when a spare [`Params`] buffer is ready for the next request.
+    pub fn has_spare(&self) -> bool {
+        !self.spare.is_empty()
+    }
+
+    /// Takes a spare [`Params`] buffer back (a worker pools them, so an idle connection keeps
+    /// none).
+    pub fn take_spare(&mut self) -> Option<Params> {
+        self.spare.pop()
+    }
+
     /// Frees request `id` without writing anything, for a caller that encoded the end of the
     /// response itself (empty STDOUT and END_REQUEST, as [`end`](ServerConn::end) would).
     pub fn finish(&mut self, id: u16, now: Instant) -> Option<Params> {

@@ -3,7 +3,7 @@
 //!
 //! Input arrives in the worker's provided buffers and is decoded where it lies; only the bytes
 //! of a record that straddles two buffers are copied (into the connection's `pending` buffer).
-//! Requests get an [`Exchange`] from the connection's pool and their handler is started inline
+//! Requests get an [`Exchange`] from the worker's pool and their handler is started inline
 //! ([`HandlerSlots::start`]). What handlers write lands in the connection's [`ConnOut`]; the
 //! loop sends it once per turn, and a connection that is done sends, shuts down and closes in
 //! one linked batch.
@@ -34,8 +34,13 @@ const FRESH_GRACE: Duration = Duration::from_secs(2);
 /// Input kept while the connection is paused (a handler is not reading its body) before the
 /// receive is cancelled: two maximal records.
 const PAUSED_INPUT_CAP: usize = 2 * proto::fcgi::MAX_RECORD_LEN;
-/// Finished exchanges kept for reuse per connection.
-const EXCHANGE_POOL: usize = 8;
+/// Finished exchanges and request-variable buffers a worker keeps for reuse.
+const EXCHANGE_POOL: usize = 1024;
+/// Output buffers kept by a worker for its busy connections, and the size they start at;
+/// a buffer that grew past `BUF_KEEP_MAX` is freed rather than kept.
+const BUF_POOL: usize = 256;
+const BUF_LEN: usize = 16 * 1024;
+const BUF_KEEP_MAX: usize = 256 * 1024;
 /// How long a closing connection whose peer may still be sending waits for the peer's FIN.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -91,7 +96,6 @@ pub(super) struct Conn {
     /// A handler is not reading its body: input is not decoded until it does.
     paused: bool,
     reqs: Vec<Req>,
-    pool: Vec<Rc<Exchange>>,
     dirty: bool,
     _counted: Option<ConnectionGuard>,
 }
@@ -106,6 +110,15 @@ pub(super) struct ConnTable<H> {
     now: Instant,
     stopping: bool,
     limits: ServerLimits,
+    /// Output buffers lent to connections while they are busy, so that an idle keep-alive
+    /// connection holds no buffer of its own.
+    buffers: Vec<Vec<u8>>,
+    /// Finished exchanges, detached from any connection.
+    exchanges: Vec<Rc<Exchange>>,
+    /// Request-variable buffers, lent to a connection's state machine before it decodes.
+    params: Vec<proto::fcgi::Params>,
+    /// What a pooled exchange points to while it belongs to no connection.
+    detached: (Rc<ConnOut>, Rc<Notify>),
     _ready: Arc<ReadyQueue>,
 }
 
@@ -129,6 +142,13 @@ impl<H: Handler> ConnTable<H> {
             now: Instant::now(),
             stopping: false,
             limits,
+            buffers: Vec::new(),
+            exchanges: Vec::new(),
+            params: Vec::new(),
+            detached: (
+                Rc::new(ConnOut::with_buffer(0, Vec::new())),
+                Rc::new(Notify::new()),
+            ),
             _ready: ready,
         }
     }
@@ -180,9 +200,12 @@ impl<H: Handler> ConnTable<H> {
                     fresh: true,
                     machine: ServerConn::new(self.limits, overloaded, now),
                     pending: Vec::new(),
-                    out: Rc::new(ConnOut::new(self.ctx.limits.write_buffer)),
+                    out: Rc::new(ConnOut::with_buffer(
+                        self.ctx.limits.write_buffer,
+                        Vec::new(),
+                    )),
                     events: Rc::new(Notify::new()),
-                    sending: Vec::with_capacity(16 * 1024),
+                    sending: Vec::new(),
                     sent: 0,
                     send_in_flight: false,
                     send_linked: false,
@@ -194,7 +217,6 @@ impl<H: Handler> ConnTable<H> {
                     lingering_since: None,
                     paused: false,
                     reqs: Vec::new(),
-                    pool: Vec::new(),
                     dirty: false,
                     _counted: None,
                 });
@@ -213,9 +235,12 @@ impl<H: Handler> ConnTable<H> {
         c.machine.reset(overloaded, now);
         c.pending.clear();
         if Rc::strong_count(&c.out) > 1 {
-            // A cancelled handler of the previous connection still holds it.
-            c.out = Rc::new(ConnOut::new(self.ctx.limits.write_buffer));
-            c.pool.clear();
+            // A handler of the previous connection still holds it (one that went on running
+            // after its response ended): start afresh rather than share its buffer.
+            c.out = Rc::new(ConnOut::with_buffer(
+                self.ctx.limits.write_buffer,
+                Vec::new(),
+            ));
         } else {
             c.out.reopen();
         }
@@ -288,6 +313,8 @@ impl<H: Handler> ConnTable<H> {
             };
             if conn.state == State::Open {
                 conn.fresh = false;
+                self.lend_buffer(index);
+                let conn = &mut self.conns[index];
                 if conn.pending.is_empty() && !conn.paused {
                     let used = self.feed(ring, index, data, handlers, make);
                     let conn = &mut self.conns[index];
@@ -527,18 +554,31 @@ impl<H: Handler> ConnTable<H> {
             if let Some(p) = c.machine.finish(id, self.now) {
                 c.machine.recycle_params(p);
             }
-            c.pool.push(ex);
+            self.release_exchange(ex);
         }
     }
 
-    /// An exchange for request `id` from the connection's pool.
+    /// Returns a finished exchange to the worker's pool, detached from its connection (so the
+    /// connection's output buffer is free to be reused).
+    fn release_exchange(&mut self, ex: Rc<Exchange>) {
+        if self.exchanges.len() < EXCHANGE_POOL {
+            let params = ex.take_params();
+            if params.has_capacity() {
+                self.params.push(params);
+            }
+            ex.rebind(&self.detached.0, &self.detached.1);
+            self.exchanges.push(ex);
+        }
+    }
+
+    /// An exchange for request `id` of connection `index`, from the worker's pool.
     fn exchange(&mut self, index: usize, id: u16) -> Rc<Exchange> {
         let body_limit = self.ctx.limits.body_buffer;
         let c = &mut self.conns[index];
         let framing = Framing::Fcgi { id };
-        match c.pool.iter().position(|e| Rc::strong_count(e) == 1) {
-            Some(i) => {
-                let ex = c.pool.swap_remove(i);
+        match self.exchanges.pop() {
+            Some(ex) => {
+                ex.rebind(&c.out, &c.events);
                 ex.reset(framing);
                 ex
             }
@@ -760,12 +800,14 @@ impl<H: Handler> ConnTable<H> {
         c.pending.clear();
         c.sending.clear();
         c.paused = false;
-        for r in c.reqs.drain(..) {
-            if c.pool.len() < EXCHANGE_POOL {
-                c.pool.push(r.ex);
+        let mut reqs = std::mem::take(&mut c.reqs);
+        c._counted = None;
+        for r in reqs.drain(..) {
+            if Rc::strong_count(&r.ex) == 1 {
+                self.release_exchange(r.ex);
             }
         }
-        c._counted = None;
+        self.conns[index].reqs = reqs;
         self.ctx.process_conn_closed();
         self.open -= 1;
         self.free.push(index);
@@ -809,21 +851,23 @@ impl<H: Handler> ConnTable<H> {
         }
         // Reap requests whose response ended.
         let mut j = 0;
-        while j < c.reqs.len() {
+        while j < self.conns[index].reqs.len() {
+            let c = &mut self.conns[index];
             if c.reqs[j].ex.is_done() {
                 let r = c.reqs.swap_remove(j);
                 c.linger |= !r.body_ended;
                 if let Some(p) = c.machine.finish(r.id, now) {
                     c.machine.recycle_params(p);
                 }
-                c.machine.recycle_params(r.ex.take_params());
-                if c.pool.len() < EXCHANGE_POOL {
-                    c.pool.push(r.ex);
+                // A handler still running after its response ended keeps its exchange.
+                if Rc::strong_count(&r.ex) == 1 {
+                    self.release_exchange(r.ex);
                 }
             } else {
                 j += 1;
             }
         }
+        let c = &mut self.conns[index];
         // Resume input once every body buffer has room again.
         if c.state == State::Open && c.paused && c.reqs.iter().all(|r| r.ex.body_has_room()) {
             c.paused = false;
@@ -857,6 +901,53 @@ impl<H: Handler> ConnTable<H> {
         } else if closing && !c.close_submitted {
             self.submit_shutdown_close(ring, index);
             self.maybe_free(index);
+        } else if !closing && idle(c) {
+            self.reclaim_buffers(index);
+        }
+    }
+
+    /// Gives connection `index` an output buffer from the pool if it has none, before input
+    /// that may produce output is decoded (no allocation once the pool is warm).
+    fn lend_buffer(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        if !c.machine.has_spare() {
+            if let Some(p) = self.params.pop() {
+                c.machine.recycle_params(p);
+            }
+        }
+        if c.out.capacity() > 0 {
+            return;
+        }
+        let mut buf = self
+            .buffers
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_LEN));
+        c.out.take(&mut buf);
+    }
+
+    /// Takes the buffers of an idle connection back into the pool: an idle keep-alive
+    /// connection then costs its socket and a few hundred bytes of state.
+    fn reclaim_buffers(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        if c.send_in_flight || !c.out.is_empty() {
+            return;
+        }
+        let mut out = Vec::new();
+        c.out.take(&mut out);
+        let sending = std::mem::take(&mut c.sending);
+        if c.pending.is_empty() {
+            c.pending = Vec::new();
+        }
+        while let Some(p) = c.machine.take_spare() {
+            if self.params.len() < EXCHANGE_POOL {
+                self.params.push(p);
+            }
+        }
+        for buf in [out, sending] {
+            if buf.capacity() > 0 && buf.capacity() <= BUF_KEEP_MAX && self.buffers.len() < BUF_POOL
+            {
+                self.buffers.push(buf);
+            }
         }
     }
 
