@@ -180,11 +180,12 @@ if [ "$FAILED" -eq 0 ]; then
     run_step "cargo build" cargo build --workspace --all-targets
     # --no-fail-fast: run every test binary even if one fails, so one run shows every failure.
     run_step "cargo test" cargo test --workspace --no-fail-fast
-    # The FastCGI suites again on the tokio-uring loop (`--io tokio-uring`), which SCGI and AJP13
-    # still use and which stays selectable; the default run above is on the native ring.
+    # The protocol suites again on the tokio-uring loop (`--io tokio-uring`, still selectable,
+    # and the fallback where a native ring cannot be set up); the run above is on the ring.
     run_step "cargo test (--io tokio-uring)" env RINGFAST_IO=tokio-uring cargo test -p engine \
         --no-fail-fast --test fcgi_protocol --test fcgi_resources --test prefork --test e2e_nginx \
-        --test e2e_haproxy --test metrics_endpoint --test alloc_per_request
+        --test e2e_haproxy --test metrics_endpoint --test alloc_per_request --test scgi_ajp_wire \
+        --test e2e_scgi --test e2e_ajp
     # The Python WSGI host (feature `wsgi`): its clippy, unit and end-to-end tests.
     run_step "cargo clippy (wsgi)" cargo clippy -p engine --all-targets --features wsgi -- -D warnings
     run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \

@@ -178,7 +178,7 @@ impl Server {
                 bound.push((protocol, b));
             }
         }
-        let native = native_loop(&config, &bound);
+        let native = native_loop(&config);
         crate::metrics::set_io_backend(if native {
             crate::metrics::IO_BACKEND_RING
         } else {
@@ -444,18 +444,11 @@ impl Drop for Server {
     }
 }
 
-/// True when the workers run the native ring (`--io ring`, the default): every listener is
-/// FastCGI and a ring with the features the loop needs can be set up here. Otherwise they run
-/// on tokio-uring, and the reason is logged.
-fn native_loop(config: &Config, bound: &[(Protocol, Bound)]) -> bool {
+/// True when the workers run the native ring (`--io ring`, the default): a ring with the
+/// features the loop needs can be set up here. Otherwise they run on tokio-uring, and the
+/// reason is logged.
+fn native_loop(config: &Config) -> bool {
     if config.io != crate::config::IoLoop::Ring {
-        return false;
-    }
-    if let Some((p, _)) = bound.iter().find(|(p, _)| *p != Protocol::FastCgi) {
-        tracing::info!(
-            protocol = p.name(),
-            "the native ring serves FastCGI listeners only for now; the workers run on tokio-uring"
-        );
         return false;
     }
     match native::available(config.ring_entries) {

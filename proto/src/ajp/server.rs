@@ -413,6 +413,16 @@ impl ServerConn {
         Some(self.params.take().unwrap_or_default())
     }
 
+    /// True when a spare [`Params`] buffer is ready for the next request.
+    pub fn has_spare(&self) -> bool {
+        !self.spare.is_empty()
+    }
+
+    /// Takes a spare [`Params`] buffer back (a worker pools them).
+    pub fn take_spare(&mut self) -> Option<Params> {
+        self.spare.pop()
+    }
+
     /// Asks the connection to close once no request is in flight (the engine is stopping).
     pub fn close_when_idle(&mut self) {
         self.close_when_idle = true;

@@ -230,6 +230,16 @@ impl ServerConn {
         Some(self.params.take().unwrap_or_default())
     }
 
+    /// True when a spare [`Params`] buffer is ready for the next request.
+    pub fn has_spare(&self) -> bool {
+        self.spare.is_some()
+    }
+
+    /// Takes the spare [`Params`] buffer back (a worker pools them).
+    pub fn take_spare(&mut self) -> Option<Params> {
+        self.spare.take()
+    }
+
     /// Asks the connection to close once no request is in flight. SCGI always does.
     pub fn close_when_idle(&mut self) {}
 

@@ -1,5 +1,5 @@
-//! FastCGI connections on the native loop: a slab of reusable connection states, each a sans-IO
-//! [`ServerConn`] plus the buffers and requests around it.
+//! Connections on the native loop (FastCGI, SCGI and AJP13): a slab of reusable connection
+//! states, each a sans-IO protocol machine ([`Machine`]) plus the buffers and requests around it.
 //!
 //! Input arrives in the worker's provided buffers and is decoded where it lies; only the bytes
 //! of a record that straddles two buffers are copied (into the connection's `pending` buffer).
@@ -13,13 +13,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::fcgi::ServerConn;
-use proto::{Event, Expired, Refusal, ServerLimits};
+use proto::{Event, Expired, Refusal};
 use tokio::sync::Notify;
 
+use super::machine::{Counted, Machine, MachineConfig};
 use super::slots::HandlerSlots;
 use super::{user_data, Op, RECV_GROUP};
-use crate::app::exchange::{ConnOut, Exchange, Framing};
+use crate::app::exchange::{ConnOut, Exchange};
 use crate::app::{Handler, Request, Response};
 use crate::io::ring::{BufRing, Completion, LinkMode, LinkedIds, Ring};
 use crate::io::wake::ReadyQueue;
@@ -70,7 +70,7 @@ pub(super) struct Conn {
     id: u64,
     accepted: Instant,
     fresh: bool,
-    machine: ServerConn,
+    machine: Machine,
     /// Bytes received but not used yet (a partial record, or input held while paused).
     pending: Vec<u8>,
     out: Rc<ConnOut>,
@@ -109,7 +109,7 @@ pub(super) struct ConnTable<H> {
     dirty: Vec<usize>,
     now: Instant,
     stopping: bool,
-    limits: ServerLimits,
+    machines: MachineConfig,
     /// Output buffers lent to connections while they are busy, so that an idle keep-alive
     /// connection holds no buffer of its own.
     buffers: Vec<Vec<u8>>,
@@ -124,15 +124,7 @@ pub(super) struct ConnTable<H> {
 
 impl<H: Handler> ConnTable<H> {
     pub(super) fn new(ctx: Rc<WorkerCtx<H>>, ready: Arc<ReadyQueue>) -> Self {
-        let l = &ctx.limits;
-        let limits = ServerLimits {
-            max_params_bytes: l.max_params_bytes,
-            max_reqs_per_conn: l.max_reqs_per_conn,
-            params_timeout: l.params_timeout,
-            idle_timeout: l.idle_timeout,
-            max_conns: l.max_conns,
-            max_reqs: l.max_reqs_total(),
-        };
+        let machines = MachineConfig::new(&ctx.limits);
         ConnTable {
             ctx,
             conns: Vec::new(),
@@ -141,7 +133,7 @@ impl<H: Handler> ConnTable<H> {
             dirty: Vec::new(),
             now: Instant::now(),
             stopping: false,
-            limits,
+            machines,
             buffers: Vec::new(),
             exchanges: Vec::new(),
             params: Vec::new(),
@@ -198,7 +190,7 @@ impl<H: Handler> ConnTable<H> {
                     id: 0,
                     accepted: now,
                     fresh: true,
-                    machine: ServerConn::new(self.limits, overloaded, now),
+                    machine: Machine::new(protocol, &self.machines, overloaded, now),
                     pending: Vec::new(),
                     out: Rc::new(ConnOut::with_buffer(
                         self.ctx.limits.write_buffer,
@@ -232,7 +224,7 @@ impl<H: Handler> ConnTable<H> {
         c.id = id;
         c.accepted = now;
         c.fresh = true;
-        c.machine.reset(overloaded, now);
+        c.machine.reset(protocol, &self.machines, overloaded, now);
         c.pending.clear();
         if Rc::strong_count(&c.out) > 1 {
             // A handler of the previous connection still holds it (one that went on running
@@ -436,9 +428,14 @@ impl<H: Handler> ConnTable<H> {
     {
         let mut pos = 0;
         let now = self.now;
+        // A step may make an event without using input (SCGI and AJP13 end a body that way):
+        // call again until a step makes nothing.
+        // The first call is made even with no input: a machine may owe an event (a body that
+        // ended with the last bytes, while the connection was paused).
+        let mut evented = true;
         loop {
             let c = &mut self.conns[index];
-            if c.state != State::Open || c.paused || pos >= input.len() {
+            if c.state != State::Open || c.paused || (pos >= input.len() && !evented) {
                 return pos;
             }
             let step = {
@@ -448,20 +445,31 @@ impl<H: Handler> ConnTable<H> {
             let step = match step {
                 Ok(s) => s,
                 Err(e) => {
-                    self.ctx
-                        .metrics
-                        .protocol_error(Protocol::FastCgi, (&e).into());
-                    tracing::warn!(conn = c.id, error = %e, "FastCGI protocol error; closing connection");
+                    let protocol = c.machine.protocol();
+                    match e.counted {
+                        Counted::Protocol(kind) => self.ctx.metrics.protocol_error(protocol, kind),
+                        Counted::Limit(limit) => self.ctx.metrics.limit_rejected(protocol, limit),
+                    }
+                    let label = match protocol {
+                        Protocol::FastCgi => "FastCGI",
+                        Protocol::Scgi => "SCGI",
+                        Protocol::Ajp => "AJP",
+                    };
+                    tracing::warn!(
+                        conn = c.id,
+                        error = %e.message,
+                        "{label} protocol error; closing connection"
+                    );
                     self.cancel_handlers(index, handlers);
                     self.abort(ring, index);
                     return input.len();
                 }
             };
             pos += step.consumed;
+            evented = step.event.is_some();
             if let Some(ev) = step.event {
                 self.on_event(index, ev, handlers, make);
-            }
-            if step.consumed == 0 {
+            } else if step.consumed == 0 {
                 return pos;
             }
         }
@@ -477,21 +485,25 @@ impl<H: Handler> ConnTable<H> {
         M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
         F: Future<Output = ()>,
     {
+        let protocol = self.conns[index].machine.protocol();
         match ev {
             Event::Request { id } => self.start_request(index, id, handlers, make),
             Event::Body { id, data } => {
-                self.ctx
-                    .metrics
-                    .request_body_bytes(Protocol::FastCgi, data.len());
+                self.ctx.metrics.request_body_bytes(protocol, data.len());
                 let c = &mut self.conns[index];
                 if let Some(r) = c.reqs.iter().find(|r| r.id == id) {
-                    if !r.ex.push_body_now(data) {
+                    let room = r.ex.push_body_now(data);
+                    if c.machine.body_on_request() {
+                        // AJP13: the next packet is asked for only while there is room.
+                        if room {
+                            c.machine.want_body(&mut c.out.buf_mut());
+                        }
+                    } else if !room {
                         c.paused = true;
                     }
                 }
             }
             Event::BodyEnd { id } => {
-                self.ctx.metrics.request_body_bytes(Protocol::FastCgi, 0);
                 let c = &mut self.conns[index];
                 if let Some(r) = c.reqs.iter_mut().find(|r| r.id == id) {
                     r.body_ended = true;
@@ -522,6 +534,7 @@ impl<H: Handler> ConnTable<H> {
     fn refused(&mut self, index: usize, id: u16, reason: Refusal) {
         // The peer goes on sending the refused request's records.
         self.conns[index].linger = true;
+        let protocol = self.conns[index].machine.protocol();
         let metrics = &self.ctx.metrics;
         let conn_id = self.conns[index].id;
         match reason {
@@ -532,17 +545,23 @@ impl<H: Handler> ConnTable<H> {
                     limit = self.ctx.limits.max_reqs_per_conn,
                     "max-reqs-per-conn reached: FCGI_OVERLOADED"
                 );
-                metrics.limit_rejected(Protocol::FastCgi, Limit::MaxReqsPerConn);
+                metrics.limit_rejected(protocol, Limit::MaxReqsPerConn);
             }
             Refusal::UnknownRole(role) => {
                 tracing::info!(conn = conn_id, request = id, role, "unknown role");
-                metrics.protocol_error(Protocol::FastCgi, ProtocolErrorKind::UnknownRole);
+                metrics.protocol_error(protocol, ProtocolErrorKind::UnknownRole);
             }
             Refusal::ParamsTooLarge => {
-                metrics.limit_rejected(Protocol::FastCgi, Limit::MaxParamsBytes);
+                metrics.limit_rejected(protocol, Limit::MaxParamsBytes);
             }
             Refusal::BadParams => {
-                metrics.protocol_error(Protocol::FastCgi, ProtocolErrorKind::BadParams);
+                metrics.protocol_error(protocol, ProtocolErrorKind::BadParams);
+            }
+            Refusal::BadSecret => {
+                tracing::warn!(
+                    conn = conn_id,
+                    "AJP request without the right secret; answering 403"
+                );
             }
             _ => {}
         }
@@ -550,10 +569,7 @@ impl<H: Handler> ConnTable<H> {
             tracing::warn!(conn = conn_id, request = id, reason = ?reason, status, "request refused");
             let ex = self.exchange(index, id);
             refuse_request(&self.ctx, &ex, status);
-            let c = &mut self.conns[index];
-            if let Some(p) = c.machine.finish(id, self.now) {
-                c.machine.recycle_params(p);
-            }
+            self.conns[index].machine.finish(id, self.now);
             self.release_exchange(ex);
         }
     }
@@ -575,7 +591,7 @@ impl<H: Handler> ConnTable<H> {
     fn exchange(&mut self, index: usize, id: u16) -> Rc<Exchange> {
         let body_limit = self.ctx.limits.body_buffer;
         let c = &mut self.conns[index];
-        let framing = Framing::Fcgi { id };
+        let framing = c.machine.framing(id);
         match self.exchanges.pop() {
             Some(ex) => {
                 ex.rebind(&c.out, &c.events);
@@ -850,15 +866,15 @@ impl<H: Handler> ConnTable<H> {
             return;
         }
         // Reap requests whose response ended.
+        let mut reaped = false;
         let mut j = 0;
         while j < self.conns[index].reqs.len() {
             let c = &mut self.conns[index];
             if c.reqs[j].ex.is_done() {
                 let r = c.reqs.swap_remove(j);
                 c.linger |= !r.body_ended;
-                if let Some(p) = c.machine.finish(r.id, now) {
-                    c.machine.recycle_params(p);
-                }
+                c.machine.finish(r.id, now);
+                reaped = true;
                 // A handler still running after its response ended keeps its exchange.
                 if Rc::strong_count(&r.ex) == 1 {
                     self.release_exchange(r.ex);
@@ -868,10 +884,19 @@ impl<H: Handler> ConnTable<H> {
             }
         }
         let c = &mut self.conns[index];
-        // Resume input once every body buffer has room again.
+        // Resume input once every body buffer has room again; AJP13 asks for the next body
+        // packet instead.
         if c.state == State::Open && c.paused && c.reqs.iter().all(|r| r.ex.body_has_room()) {
             c.paused = false;
             self.feed_pending(ring, index, handlers, make);
+        } else if c.state == State::Open && c.machine.body_on_request() {
+            if c.reqs.iter().all(|r| r.ex.body_has_room()) {
+                c.machine.want_body(&mut c.out.buf_mut());
+            }
+            // AJP13 leaves the next request's bytes unread while one runs.
+            if reaped && !c.pending.is_empty() {
+                self.feed_pending(ring, index, handlers, make);
+            }
         }
         let c = &mut self.conns[index];
         if c.state == State::Open
@@ -1003,7 +1028,7 @@ impl<H: Handler> ConnTable<H> {
                     );
                     self.ctx
                         .metrics
-                        .limit_rejected(Protocol::FastCgi, Limit::ParamsTimeout);
+                        .limit_rejected(c.machine.protocol(), Limit::ParamsTimeout);
                     self.cancel_handlers(index, handlers);
                     self.abort(ring, index);
                 }

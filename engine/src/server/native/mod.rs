@@ -15,6 +15,7 @@
 //! pending accept on a listener it shares with its successor.
 
 mod conn;
+mod machine;
 mod slots;
 
 use std::future::Future;
