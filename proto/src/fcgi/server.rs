@@ -280,6 +280,12 @@ impl ServerConn {
         !self.spare.is_empty()
     }
 
+    /// How many spare [`Params`] buffers are ready (one per request that can begin without
+    /// allocating).
+    pub fn spare_count(&self) -> usize {
+        self.spare.len()
+    }
+
     /// Takes a spare [`Params`] buffer back (a worker pools them, so an idle connection keeps
     /// none).
     pub fn take_spare(&mut self) -> Option<Params> {

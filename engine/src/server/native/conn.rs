@@ -39,6 +39,8 @@ const EXCHANGE_POOL: usize = 1024;
 /// Output buffers kept by a worker for its busy connections, and the size they start at;
 /// a buffer that grew past `BUF_KEEP_MAX` is freed rather than kept.
 const BUF_POOL: usize = 256;
+/// Spare request-variable buffers a busy connection's machine is given before it decodes.
+const SPARE_PARAMS: usize = 8;
 const BUF_LEN: usize = 16 * 1024;
 const BUF_KEEP_MAX: usize = 256 * 1024;
 /// How long a closing connection whose peer may still be sending waits for the peer's FIN.
@@ -309,12 +311,11 @@ impl<H: Handler> ConnTable<H> {
                 let conn = &mut self.conns[index];
                 if conn.pending.is_empty() && !conn.paused {
                     let used = self.feed(ring, index, data, handlers, make);
-                    let conn = &mut self.conns[index];
-                    if conn.state == State::Open {
-                        conn.pending.extend_from_slice(&data[used..]);
+                    if self.conns[index].state == State::Open && used < data.len() {
+                        self.stash(index, &data[used..]);
                     }
                 } else {
-                    conn.pending.extend_from_slice(data);
+                    self.stash(index, data);
                     self.feed_pending(ring, index, handlers, make);
                 }
             }
@@ -931,13 +932,30 @@ impl<H: Handler> ConnTable<H> {
         }
     }
 
+    /// Keeps input that could not be decoded yet (a record cut by the end of a receive buffer,
+    /// or input held while paused) in the connection's `pending` bytes, in a pooled buffer.
+    fn stash(&mut self, index: usize, data: &[u8]) {
+        let c = &mut self.conns[index];
+        if c.pending.capacity() == 0 {
+            if let Some(buf) = self.buffers.pop() {
+                c.pending = buf;
+            }
+        }
+        c.pending.extend_from_slice(data);
+    }
+
     /// Gives connection `index` an output buffer from the pool if it has none, before input
     /// that may produce output is decoded (no allocation once the pool is warm).
     fn lend_buffer(&mut self, index: usize) {
         let c = &mut self.conns[index];
-        if !c.machine.has_spare() {
-            if let Some(p) = self.params.pop() {
-                c.machine.recycle_params(p);
+        // Enough spare variable buffers for a batch of multiplexed requests.
+        for _ in 0..SPARE_PARAMS {
+            if c.machine.spare_count() >= SPARE_PARAMS {
+                break;
+            }
+            match self.params.pop() {
+                Some(p) => c.machine.recycle_params(p),
+                None => break,
             }
         }
         if c.out.capacity() > 0 {
@@ -960,15 +978,17 @@ impl<H: Handler> ConnTable<H> {
         let mut out = Vec::new();
         c.out.take(&mut out);
         let sending = std::mem::take(&mut c.sending);
-        if c.pending.is_empty() {
-            c.pending = Vec::new();
-        }
+        let pending = if c.pending.is_empty() {
+            std::mem::take(&mut c.pending)
+        } else {
+            Vec::new()
+        };
         while let Some(p) = c.machine.take_spare() {
             if self.params.len() < EXCHANGE_POOL {
                 self.params.push(p);
             }
         }
-        for buf in [out, sending] {
+        for buf in [out, sending, pending] {
             if buf.capacity() > 0 && buf.capacity() <= BUF_KEEP_MAX && self.buffers.len() < BUF_POOL
             {
                 self.buffers.push(buf);

@@ -158,11 +158,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn has_spare(&self) -> bool {
+    /// Spare variable buffers the machine holds (SCGI and AJP13 need one at a time).
+    pub(super) fn spare_count(&self) -> usize {
         match self {
-            Machine::Fcgi(m) => m.has_spare(),
-            Machine::Scgi(m) => m.has_spare(),
-            Machine::Ajp(m) => m.has_spare(),
+            Machine::Fcgi(m) => m.spare_count(),
+            Machine::Scgi(m) => usize::from(m.has_spare()) * 8,
+            Machine::Ajp(m) => usize::from(m.has_spare()) * 8,
         }
     }
 
