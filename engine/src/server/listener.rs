@@ -84,6 +84,12 @@ impl Bound {
         }
     }
 
+    /// True when every worker has a socket of its own (SO_REUSEPORT TCP); Unix and inherited
+    /// sockets are one socket that every worker shares.
+    pub(crate) fn is_per_worker(&self) -> bool {
+        matches!(self, Bound::Tcp { .. })
+    }
+
     /// The listener worker `index` accepts on.
     pub(crate) fn for_worker(&self, index: usize) -> io::Result<WorkerListener> {
         match self {

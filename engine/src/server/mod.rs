@@ -319,15 +319,18 @@ impl Server {
             }
         }
         let native = self.native;
-        let shared_listeners = child.is_some();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
             let mut listeners = Vec::new();
+            let mut exclusive = Vec::new();
             for (p, b) in &self.bound {
                 let l = b
                     .for_worker(index)
                     .map_err(|source| ServerError::Worker { index, source })?;
                 listeners.push((*p, l));
+                // Only this worker of this process accepts on it: a worker process's
+                // sockets are shared with its predecessor and successor.
+                exclusive.push(b.is_per_worker() && child.is_none());
             }
             let make_handler = make_handler.clone();
             let spec_parts = (
@@ -352,7 +355,7 @@ impl Server {
                     let (limits, stop, process_conns, next_conn_id) = spec_parts;
                     let spec = worker::WorkerSpec {
                         index: number,
-                        shared_listeners,
+                        exclusive,
                         handler: make_handler(number),
                         limits,
                         listeners,

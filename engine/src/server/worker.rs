@@ -99,9 +99,10 @@ impl<H> Drop for ConnGuard<'_, H> {
 /// Everything a worker thread is started with.
 pub(crate) struct WorkerSpec<H> {
     pub(crate) index: usize,
-    /// The listeners are shared with other processes (prefork), so a pending accept must never
-    /// be left on them; the native loop accepts on readiness there.
-    pub(crate) shared_listeners: bool,
+    /// For each listener, whether this worker is the only one accepting on it (its own
+    /// SO_REUSEPORT socket in a single process). Elsewhere a pending accept must never be left
+    /// on it, and the native loop accepts on readiness.
+    pub(crate) exclusive: Vec<bool>,
     pub(crate) handler: H,
     pub(crate) limits: Limits,
     pub(crate) listeners: Vec<(Protocol, WorkerListener)>,

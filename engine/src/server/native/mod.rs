@@ -143,13 +143,14 @@ where
     let mut listeners: Vec<ListenerState> = spec
         .listeners
         .into_iter()
-        .map(|(protocol, listener)| {
+        .zip(spec.exclusive)
+        .map(|((protocol, listener), exclusive)| {
             if let WorkerListener::Tcp(l) = &listener {
                 // Accepted sockets inherit TCP_NODELAY from their listener.
                 let _ = socket2::SockRef::from(l).set_nodelay(true);
             }
             let mode = match &listener {
-                WorkerListener::Tcp(_) if !spec.shared_listeners => AcceptMode::Multishot,
+                WorkerListener::Tcp(_) if exclusive => AcceptMode::Multishot,
                 _ => AcceptMode::Readiness,
             };
             if mode == AcceptMode::Readiness {
