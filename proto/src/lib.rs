@@ -10,6 +10,20 @@ pub mod server;
 
 pub use server::{Event, Expired, Refusal, ServerLimits, Step};
 
+/// Writes `n` in decimal into `buf` and returns the digits (no allocation).
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// Appends a CGI `Status:` line (`Status: 200 OK\r\n`), the first line of the header block
 /// FastCGI and SCGI responses carry.
 pub fn cgi_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {

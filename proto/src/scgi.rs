@@ -350,7 +350,7 @@ where
     I: IntoIterator<Item = (&'p [u8], &'p [u8])>,
 {
     let mut digits = [0u8; 20];
-    let cl = format_decimal(content_length, &mut digits);
+    let cl = crate::decimal(content_length, &mut digits);
     let fixed: [(&[u8], &[u8]); 2] = [(b"CONTENT_LENGTH", cl), (b"SCGI", b"1")];
     let start = out.len();
     let pairs = pairs.into_iter().map(|(n, v)| {
@@ -405,7 +405,7 @@ where
     }
     let len = out.len() - start;
     let mut digits = [0u8; 20];
-    let prefix = format_decimal(len as u64, &mut digits);
+    let prefix = crate::decimal(len as u64, &mut digits);
     out.extend_from_slice(prefix);
     out.push(b':');
     // Move "len:" in front of the block.
@@ -414,20 +414,6 @@ where
     }
     out.push(b',');
     Ok(())
-}
-
-/// Write `n` in decimal into `buf`; return the digits.
-fn format_decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 // ===== CGI response head (server side and client side) =====
@@ -457,7 +443,7 @@ where
     let start = out.len();
     let mut digits = [0u8; 20];
     out.extend_from_slice(b"Status: ");
-    out.extend_from_slice(format_decimal(u64::from(status), &mut digits));
+    out.extend_from_slice(crate::decimal(u64::from(status), &mut digits));
     if !reason.is_empty() {
         out.push(b' ');
         out.extend_from_slice(reason);

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use tokio::sync::Notify;
 
 use crate::proto::ajp;
-use crate::proto::fcgi::{self, protocol_status, rtype, Params, StreamRecord, MAX_CONTENT_LEN};
+use crate::proto::fcgi::{self, protocol_status, rtype, Params, MAX_CONTENT_LEN};
 
 /// A connection's outgoing bytes, shared by every request on it and drained by its writer task.
 #[derive(Debug)]
@@ -150,39 +150,25 @@ impl Framing {
     /// Encodes the header block (`status_line` is the `Status:` line, `headers` the other header
     /// lines, CRLF-terminated) followed by the first body bytes.
     pub(crate) fn encode_head(&self, out: &mut Vec<u8>, status: u16, headers: &[u8], body: &[u8]) {
+        let reason = super::reason_phrase(status);
         match *self {
             Framing::Fcgi { id } => {
-                let rec = StreamRecord::start(out, rtype::STDOUT, id);
-                write_status_line(out, status);
-                out.extend_from_slice(headers);
-                out.extend_from_slice(b"\r\n");
-                let room = MAX_CONTENT_LEN.saturating_sub(rec.content_len(out));
-                let (first, rest) = body.split_at(body.len().min(room));
-                out.extend_from_slice(first);
-                rec.finish(out);
-                fcgi::encode_stream(out, rtype::STDOUT, id, rest);
+                fcgi::encode_response_head(out, id, status, reason, headers, body)
             }
             Framing::Scgi => {
-                write_status_line(out, status);
+                crate::proto::cgi_status_line(out, status, reason);
                 out.extend_from_slice(headers);
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(body);
             }
             Framing::Ajp { size } => {
-                let reason = super::reason_phrase(status).as_bytes();
-                let start = out.len();
-                if ajp::encode_send_headers(status, reason, header_lines(headers), size, out)
-                    .is_err()
-                {
+                if ajp::encode_response_head(out, size, status, reason, headers, body).is_err() {
                     // Our own header lines are well-formed, so only their size can fail here.
-                    out.truncate(start);
                     tracing::warn!(
                         status,
-                        "response headers do not fit one AJP packet; sending 500"
+                        "response headers do not fit one AJP packet; sent 500"
                     );
-                    let _ = ajp::encode_send_headers(500, b"Internal Server Error", [], size, out);
                 }
-                ajp::encode_send_body(body, size, out);
             }
         }
     }
@@ -207,30 +193,6 @@ impl Framing {
             Framing::Ajp { .. } => ajp::encode_end_response(true, out),
         }
     }
-}
-
-/// Splits header lines this crate wrote (`Name: value\r\n`...) into pairs.
-fn header_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-    block.split(|&b| b == b'\n').filter_map(|line| {
-        let line = line.strip_suffix(b"\r")?;
-        let colon = line.iter().position(|&b| b == b':')?;
-        let value = &line[colon + 1..];
-        Some((&line[..colon], value.strip_prefix(b" ").unwrap_or(value)))
-    })
-}
-
-fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"Status: ");
-    let mut digits = [b'0'; 3];
-    let mut n = status.min(999);
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    out.extend_from_slice(&digits);
-    out.push(b' ');
-    out.extend_from_slice(super::reason_phrase(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The request body as it flows from the driver to the handler.

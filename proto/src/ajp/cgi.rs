@@ -78,7 +78,7 @@ impl<'a> ForwardRequest<'a> {
         }
         if let Some(length) = self.content_length() {
             let mut digits = [0u8; 20];
-            visit(b"CONTENT_LENGTH", format_u64(length, &mut digits));
+            visit(b"CONTENT_LENGTH", crate::decimal(length, &mut digits));
         }
         visit(b"SCRIPT_NAME", b"");
         visit(b"PATH_INFO", uri);
@@ -136,21 +136,8 @@ impl<'a> ForwardRequest<'a> {
 
 fn format_port(n: u16, buf: &mut [u8; 5]) -> &[u8] {
     let mut wide = [0u8; 20];
-    let digits = format_u64(u64::from(n), &mut wide);
+    let digits = crate::decimal(u64::from(n), &mut wide);
     let len = digits.len();
     buf[..len].copy_from_slice(digits);
     &buf[..len]
-}
-
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }

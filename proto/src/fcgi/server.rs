@@ -222,10 +222,9 @@ impl ServerConn {
     }
 
     fn answer_get_values(&self, content: &[u8], out: &mut Vec<u8>) {
-        let mut conns = itoa_buf(self.limits.max_conns);
-        let mut reqs = itoa_buf(self.limits.max_reqs);
-        let conns = conns.as_str();
-        let reqs = reqs.as_str();
+        let (mut conns, mut reqs) = ([0u8; 20], [0u8; 20]);
+        let conns = crate::decimal(self.limits.max_conns as u64, &mut conns);
+        let reqs = crate::decimal(self.limits.max_reqs as u64, &mut reqs);
         let mut answers: [(&[u8], &[u8]); 3] = [(&[], &[]); 3];
         let mut n = 0;
         for (name, _) in NvIter::new(content).map_while(Result::ok) {
@@ -374,32 +373,6 @@ pub fn encode_response_head(
 /// Encodes body bytes as STDOUT records of request `id` (nothing for an empty slice).
 pub fn encode_response_body(out: &mut Vec<u8>, id: u16, body: &[u8]) {
     encode_stream(out, rtype::STDOUT, id, body);
-}
-
-/// A number in decimal, on the stack.
-struct ItoaBuf {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl ItoaBuf {
-    fn as_str(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa_buf(mut n: usize) -> ItoaBuf {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    ItoaBuf { buf, start: i }
 }
 
 #[cfg(test)]
