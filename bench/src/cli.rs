@@ -64,6 +64,15 @@ pub struct Options {
     /// Do not pin the server and the load generator to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Run every ringfast row once per value, with `--io VALUE` added to ringfast's command
+    /// line and `io=VALUE` to the row name (comma-separated, e.g. `ring,epoll,tokio-uring`;
+    /// `default` is the row without `--io`). Default: no `--io` flag at all.
+    #[arg(long, value_delimiter = ',', value_name = "IO")]
+    pub engine_io: Vec<String>,
+    /// Idle keep-alive connections opened to the floor and to ringfast for the memory table
+    /// (0: none). Default: 10000, or 500 with --quick.
+    #[arg(long, value_name = "N")]
+    pub idle_conns: Option<usize>,
 }
 
 /// The numbers a run uses, resolved from [`Options`] and the mode.
@@ -93,6 +102,10 @@ pub struct Plan {
     pub pin: bool,
     /// Keep the temporary directories.
     pub keep_temp: bool,
+    /// `--engine-io` values: one ringfast row per value.
+    pub engine_io: Vec<String>,
+    /// Idle connections of the memory table.
+    pub idle_conns: usize,
 }
 
 impl Plan {
@@ -118,12 +131,16 @@ impl Plan {
             py_threads: 4,
             pin: !o.no_pin && crate::procfs::cpus() >= 2,
             keep_temp: o.keep_temp,
+            engine_io: o.engine_io.clone(),
+            idle_conns: o.idle_conns.unwrap_or(if q { 500 } else { 10_000 }),
         };
         if plan.rounds == 0 || plan.duration <= 0.0 || plan.connections == 0 {
             return Err(crate::error::BenchError::Usage(
                 "--rounds, --duration and --connections must be positive".into(),
             ));
         }
+        crate::contender::check_engine_io(&plan.engine_io)
+            .map_err(crate::error::BenchError::Usage)?;
         if plan.fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
             return Err(crate::error::BenchError::Usage(
                 "--fractions must be in (0, 1]".into(),
@@ -144,6 +161,19 @@ mod tests {
         assert_eq!(p.rounds, 1);
         assert!(p.duration <= 0.5);
         assert_eq!(p.fractions, vec![0.5]);
+        assert_eq!(p.idle_conns, 500);
+        assert!(p.engine_io.is_empty());
+        let full = Plan::from_options(&Options::parse_from(["ringfast-bench"])).unwrap();
+        assert_eq!(full.idle_conns, 10_000);
+    }
+
+    #[test]
+    fn engine_io_values() {
+        let o = Options::parse_from(["ringfast-bench", "--engine-io", "ring,tokio-uring"]);
+        let p = Plan::from_options(&o).unwrap();
+        assert_eq!(p.engine_io, vec!["ring", "tokio-uring"]);
+        let o = Options::parse_from(["ringfast-bench", "--engine-io", "ring,ring"]);
+        assert!(Plan::from_options(&o).is_err());
     }
 
     #[test]

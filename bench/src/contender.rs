@@ -87,6 +87,21 @@ pub struct Contender {
     /// Keep-alive to the server: the load generator's keep-alive when direct, nginx's upstream
     /// `keepalive` + `fastcgi_keep_conn on` when behind nginx.
     pub keepalive: bool,
+    /// FastCGI requests in flight per connection (ringfast-load `--mux`), request ids 1..=mux;
+    /// 1 is no multiplexing.
+    #[serde(default = "one")]
+    pub mux: u32,
+    /// Load-generator connections for this row, instead of the plan's `--connections`.
+    #[serde(default)]
+    pub connections: Option<u32>,
+    /// Extra ringfast options for this row (`--io ring`, from `--engine-io`), appended to its
+    /// command line; the row name says which (`io=ring`).
+    #[serde(default)]
+    pub engine_args: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Contender {
@@ -128,7 +143,30 @@ impl Contender {
             transport,
             via_nginx,
             keepalive,
+            mux: 1,
+            connections: None,
+            engine_args: Vec::new(),
         }
+    }
+
+    /// The same row driven by `connections` connections with `mux` multiplexed FastCGI requests
+    /// each (`... mux 16x8`).
+    pub fn multiplexed(mut self, connections: u32, mux: u32) -> Contender {
+        self.name.push_str(&format!(" mux {connections}x{mux}"));
+        self.connections = Some(connections);
+        self.mux = mux;
+        self
+    }
+
+    /// The same ringfast row with `--io VALUE` (`... io=VALUE`); [`DEFAULT_IO`] keeps the row
+    /// as it is (no `--io` flag). Rows of other servers are returned unchanged.
+    pub fn with_engine_io(mut self, value: &str) -> Contender {
+        if self.is_ringfast() && value != DEFAULT_IO {
+            self.name.push_str(&format!(" io={value}"));
+            self.engine_args
+                .extend(["--io".to_string(), value.to_string()]);
+        }
+        self
     }
 
     /// What the load generator speaks.
@@ -162,6 +200,9 @@ impl Contender {
     }
 }
 
+/// The `--engine-io` value that means "no `--io` flag" (the engine's own default).
+pub const DEFAULT_IO: &str = "default";
+
 /// How a contender is reached, for grouping the tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Group {
@@ -194,9 +235,13 @@ pub fn catalog() -> Vec<Contender> {
         c(Server::Floor, Tcp, false, true),
         c(Server::Floor, Unix, false, true),
         c(Server::Floor, Tcp, false, false),
+        c(Server::Floor, Unix, false, false),
+        c(Server::Floor, Tcp, false, true).multiplexed(16, 8),
         c(rf(Proto::Fcgi, true), Tcp, false, true),
         c(rf(Proto::Fcgi, true), Unix, false, true),
         c(rf(Proto::Fcgi, true), Tcp, false, false),
+        c(rf(Proto::Fcgi, true), Unix, false, false),
+        c(rf(Proto::Fcgi, true), Tcp, false, true).multiplexed(16, 8),
         c(rf(Proto::Fcgi, false), Tcp, false, true),
         c(rf(Proto::Fcgi, false), Unix, false, true),
         c(rf(Proto::Scgi, true), Tcp, false, true),
@@ -215,6 +260,7 @@ pub fn catalog() -> Vec<Contender> {
         // Through nginx.
         c(Server::NginxReturn, Tcp, false, true),
         c(Server::Floor, Unix, true, true),
+        c(Server::Floor, Tcp, true, false),
         c(rf(Proto::Fcgi, true), Tcp, true, true),
         c(rf(Proto::Fcgi, true), Unix, true, true),
         c(rf(Proto::Fcgi, true), Tcp, true, false),
@@ -244,16 +290,62 @@ pub const REFERENCES: [&str; 4] = [
     "nginx return 200",
 ];
 
+/// Every ringfast row of `rows` once per `--engine-io` value (`engine_io` empty: unchanged), the
+/// value in its name; the other rows as they are.
+pub fn expand_engine_io(rows: Vec<Contender>, engine_io: &[String]) -> Vec<Contender> {
+    if engine_io.is_empty() {
+        return rows;
+    }
+    let mut out = Vec::new();
+    for c in rows {
+        if c.is_ringfast() {
+            out.extend(engine_io.iter().map(|v| c.clone().with_engine_io(v)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks `--engine-io` values: words of letters, digits, `-` and `_`, each once.
+pub fn check_engine_io(values: &[String]) -> Result<(), String> {
+    for (i, v) in values.iter().enumerate() {
+        let word = !v.is_empty()
+            && v.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !word {
+            return Err(format!("--engine-io: bad value {v:?}"));
+        }
+        if values[..i].contains(v) {
+            return Err(format!("--engine-io: {v} given twice"));
+        }
+    }
+    Ok(())
+}
+
 /// The contenders whose name contains one of `only` (all when `only` is empty), plus the
-/// reference rows ([`REFERENCES`]), in catalog order.
-pub fn select(only: &[String]) -> Vec<Contender> {
-    catalog()
-        .into_iter()
-        .filter(|c| {
+/// reference rows ([`REFERENCES`]) and the floor each selected row is compared with, in catalog
+/// order; ringfast rows once per `--engine-io` value.
+pub fn select(only: &[String], engine_io: &[String]) -> Vec<Contender> {
+    let all = expand_engine_io(catalog(), engine_io);
+    let picked: Vec<bool> = all
+        .iter()
+        .map(|c| {
             only.is_empty()
                 || REFERENCES.contains(&c.name.as_str())
                 || only.iter().any(|o| c.name.contains(o.as_str()))
         })
+        .collect();
+    let floors: Vec<String> = all
+        .iter()
+        .zip(&picked)
+        .filter(|(_, p)| **p)
+        .map(|(c, _)| crate::stats::floor_for(c))
+        .collect();
+    all.into_iter()
+        .zip(picked)
+        .filter(|(c, p)| *p || floors.contains(&c.name))
+        .map(|(c, _)| c)
         .collect()
 }
 
@@ -272,6 +364,17 @@ mod tests {
         assert!(names.contains("nginx > php-fpm fcgi tcp no-keepalive"));
         assert!(names.contains("nginx > uwsgi uwsgi tcp"));
         assert!(names.contains("nginx return 200"));
+        for new in [
+            "floor fcgi unix no-keepalive",
+            "ringfast fcgi unix no-keepalive",
+            "nginx > floor fcgi tcp no-keepalive",
+            "floor fcgi tcp mux 16x8",
+            "ringfast fcgi tcp mux 16x8",
+        ] {
+            assert!(names.contains(new), "{new}");
+        }
+        let mux = all.iter().find(|c| c.name == "floor fcgi tcp mux 16x8");
+        assert_eq!(mux.map(|c| (c.connections, c.mux)), Some((Some(16), 8)));
     }
 
     #[test]
@@ -288,11 +391,55 @@ mod tests {
 
     #[test]
     fn select_filters_by_substring() {
-        let s = select(&["granian".to_string()]);
+        let s = select(&["granian".to_string()], &[]);
         let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names.len(), REFERENCES.len() + 1);
         assert!(names.contains(&"granian http tcp"));
         assert!(REFERENCES.iter().all(|r| names.contains(r)));
-        assert_eq!(select(&[]).len(), catalog().len());
+        assert_eq!(select(&[], &[]).len(), catalog().len());
+    }
+
+    #[test]
+    fn select_adds_the_floor_each_row_is_compared_with() {
+        let s = select(&["unix no-keepalive".to_string(), "mux".to_string()], &[]);
+        let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
+        for n in [
+            "floor fcgi unix no-keepalive",
+            "ringfast fcgi unix no-keepalive",
+            "floor fcgi tcp mux 16x8",
+            "ringfast fcgi tcp mux 16x8",
+        ] {
+            assert!(names.contains(&n), "{n}: {names:?}");
+        }
+        let s = select(&["nginx > ringfast fcgi tcp no-keepalive".to_string()], &[]);
+        assert!(s
+            .iter()
+            .any(|c| c.name == "nginx > floor fcgi tcp no-keepalive"));
+    }
+
+    #[test]
+    fn engine_io_makes_one_ringfast_row_per_value() {
+        let io = ["ring".to_string(), "tokio-uring".to_string()];
+        let s = select(&["ringfast fcgi tcp mux".to_string()], &io);
+        let rows: Vec<(&str, &[String])> = s
+            .iter()
+            .map(|c| (c.name.as_str(), c.engine_args.as_slice()))
+            .collect();
+        let ring = ["--io".to_string(), "ring".to_string()];
+        assert!(rows.contains(&("ringfast fcgi tcp mux 16x8 io=ring", &ring[..])));
+        assert!(rows
+            .iter()
+            .any(|(n, _)| *n == "ringfast fcgi tcp mux 16x8 io=tokio-uring"));
+        assert!(!rows.iter().any(|(n, _)| *n == "ringfast fcgi tcp mux 16x8"));
+        // The floors are not multiplied, and carry no engine option.
+        assert!(rows.contains(&("floor fcgi tcp mux 16x8", &[][..])));
+        // No --engine-io, or `default`: today's rows, no --io flag.
+        let plain = select(&[], &[]);
+        assert!(plain.iter().all(|c| c.engine_args.is_empty()));
+        let default = select(&[], &[DEFAULT_IO.to_string()]);
+        assert_eq!(plain, default);
+        assert!(check_engine_io(&io).is_ok());
+        assert!(check_engine_io(&["a b".to_string()]).is_err());
+        assert!(check_engine_io(&["ring".to_string(), "ring".to_string()]).is_err());
     }
 }

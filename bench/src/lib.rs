@@ -8,6 +8,7 @@ pub mod contender;
 pub mod endpoint;
 pub mod envinfo;
 pub mod error;
+pub mod idle;
 pub mod load;
 pub mod lock;
 pub mod procfs;

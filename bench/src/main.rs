@@ -13,7 +13,7 @@ use bench::lock::RunLock;
 use bench::results::{RawResults, Skipped};
 use bench::runner::{self, Bench, Pinning};
 use bench::tools::Tools;
-use bench::{contender, envinfo, report};
+use bench::{contender, envinfo, idle, report};
 
 fn main() -> ExitCode {
     let opts = Options::parse();
@@ -75,7 +75,7 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
     let env = envinfo::collect(&tools);
     let mut contenders = Vec::new();
     let mut skipped = Vec::new();
-    for c in contender::select(&opts.only) {
+    for c in contender::select(&opts.only, &plan.engine_io) {
         match tools.missing_for(&c) {
             Some(reason) => skipped.push(Skipped {
                 contender: c.name.clone(),
@@ -84,8 +84,43 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
             None => contenders.push(c),
         }
     }
-    if contenders.is_empty() {
+    let mut idle_rows = Vec::new();
+    if plan.idle_conns > 0 {
+        for c in idle::contenders(&opts.only, &plan.engine_io) {
+            match tools.missing_for(&c) {
+                Some(reason) => skipped.push(Skipped {
+                    contender: idle::row_name(&c),
+                    reason,
+                }),
+                None => idle_rows.push(c),
+            }
+        }
+    }
+    if contenders.is_empty() && idle_rows.is_empty() {
         return Err(BenchError::Usage("no contender can run here".into()));
+    }
+    // The idle connections need a descriptor each, in this process and in the server (which
+    // inherits the limit): raise RLIMIT_NOFILE before anything is started.
+    let mut notes = tools.notes.clone();
+    let mut idle_conns = plan.idle_conns;
+    if !idle_rows.is_empty() {
+        let want = idle_conns as u64 + idle::FD_MARGIN;
+        match idle::raise_nofile(want) {
+            Ok(limit) if limit < want => {
+                idle_conns = limit.saturating_sub(idle::FD_MARGIN) as usize;
+                notes.push(format!(
+                    "RLIMIT_NOFILE could only be raised to {limit}: {idle_conns} idle connections instead of {}",
+                    plan.idle_conns
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => notes.push(format!(
+                "raising RLIMIT_NOFILE failed ({e}): the idle connections may fail"
+            )),
+        }
+        if idle_conns == 0 {
+            idle_rows.clear();
+        }
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -100,10 +135,37 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
     };
     let mut runs = Vec::new();
     let mut failures = Vec::new();
-    if !runner::run_rounds(&bench, &contenders, &mut runs, &mut failures) {
+    if !contenders.is_empty() && !runner::run_rounds(&bench, &contenders, &mut runs, &mut failures)
+    {
         return Err(BenchError::Usage(
             "interrupted: every service stopped, no report written".into(),
         ));
+    }
+    let mut idle = Vec::new();
+    for c in &idle_rows {
+        if bench.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BenchError::Usage(
+                "interrupted: every service stopped, no report written".into(),
+            ));
+        }
+        eprintln!(
+            "ringfast-bench: {}: {idle_conns} idle keep-alive connections",
+            idle::row_name(c)
+        );
+        let rec = idle::measure(c, &tools, &plan, bench.pin.server.as_deref(), idle_conns);
+        match (&rec.error, rec.rss_kib_per_conn()) {
+            (None, Some(kib)) => eprintln!(
+                "ringfast-bench:   RSS {:.1} -> {:.1} MiB: {kib:.2} KiB per connection (opened in {:.2} s)",
+                rec.rss_before_kib as f64 / 1024.0,
+                rec.rss_after_kib as f64 / 1024.0,
+                rec.open_s
+            ),
+            (e, _) => eprintln!(
+                "ringfast-bench:   failed: {}",
+                e.as_deref().unwrap_or("no figure")
+            ),
+        }
+        idle.push(rec);
     }
 
     let raw = RawResults {
@@ -114,9 +176,10 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
         skipped,
         failures,
         busy_at_start,
-        notes: tools.notes.clone(),
+        notes,
         elapsed_s: started.elapsed().as_secs_f64(),
         date: report::date_utc(),
+        idle,
     };
     report::write(&opts.out, &raw)?;
     eprintln!(
@@ -130,6 +193,7 @@ fn run(opts: &Options) -> Result<bool, BenchError> {
         || raw
             .runs
             .iter()
-            .any(|r| r.result.as_ref().is_none_or(|x| x.requests == 0));
+            .any(|r| r.result.as_ref().is_none_or(|x| x.requests == 0))
+        || raw.idle.iter().any(|r| r.error.is_some());
     Ok(!failed)
 }

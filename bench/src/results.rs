@@ -139,4 +139,7 @@ pub struct RawResults {
     /// When the run ended (`YYYY-MM-DD HH:MM UTC`).
     #[serde(default)]
     pub date: String,
+    /// Idle keep-alive connections: memory per connection of the floor and ringfast.
+    #[serde(default)]
+    pub idle: Vec<crate::idle::IdleRecord>,
 }

@@ -204,12 +204,13 @@ impl Bench<'_> {
         .ok_or_else(|| BenchError::Usage(format!("{} missing", kind.name())))?;
         let spec = LoadSpec {
             target: layout.target.url(c.client_proto(), services::PATH),
-            connections: plan.connections,
+            connections: c.connections.unwrap_or(plan.connections),
             duration: plan.duration,
             warmup: plan.warmup,
             rate: open.map(|o| o.1),
             // Behind nginx the client always keeps its connections; `keepalive` is nginx's.
             keepalive: c.keepalive || c.client_proto() == Proto::Http && c.via_nginx,
+            mux: c.mux,
             params: layout.params.clone(),
             expect_body: layout.expect_body.then(|| services::HELLO.to_string()),
         };

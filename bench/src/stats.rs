@@ -119,13 +119,53 @@ pub struct Summary {
     pub peak_client: String,
 }
 
-/// The name of the floor a contender is compared with.
-pub fn floor_for(c: &Contender) -> &'static str {
+/// The name of the floor a contender is compared with: the floor over the same path (nginx in
+/// front or not, transport, keep-alive, multiplexing) when the catalog has that row, else the
+/// keep-alive floor of its group (`nginx > floor fcgi unix` behind nginx, `floor fcgi unix`
+/// direct over Unix, `floor fcgi tcp` otherwise).
+pub fn floor_for(c: &Contender) -> String {
+    let mut same = Contender {
+        server: Server::Floor,
+        ..c.clone()
+    };
+    same.engine_args.clear();
+    let same = same_path_floor(&same);
+    if crate::contender::catalog()
+        .iter()
+        .any(|f| f.name == same && f.group() == c.group())
+    {
+        return same;
+    }
     match (c.group(), c.transport) {
         (Group::BehindNginx, _) => "nginx > floor fcgi unix",
         (Group::Direct, Transport::Unix) => "floor fcgi unix",
         _ => "floor fcgi tcp",
     }
+    .to_string()
+}
+
+/// The name the floor row over `c`'s path would have.
+fn same_path_floor(c: &Contender) -> String {
+    let mut name = String::new();
+    if c.via_nginx {
+        name.push_str("nginx > ");
+    }
+    name.push_str("floor fcgi ");
+    name.push_str(match c.transport {
+        Transport::Tcp => "tcp",
+        Transport::Unix => "unix",
+    });
+    if !c.keepalive {
+        name.push_str(" no-keepalive");
+    }
+    if c.mux > 1 {
+        name.push_str(&format!(
+            " mux {}x{}",
+            c.connections.map_or_else(|| "?".into(), |n| n.to_string()),
+            c.mux
+        ));
+    }
+    name
 }
 
 /// The name of the nginx ceiling.
@@ -154,7 +194,7 @@ pub fn summarize(raw: &RawResults) -> Vec<Summary> {
         .iter()
         .map(|c| {
             let peaks = peak_runs(runs, &c.name);
-            let floor_runs = peak_runs(runs, floor_for(c));
+            let floor_runs = peak_runs(runs, &floor_for(c));
             let floor_rps = by_round(&floor_runs, rps);
             let floor_cpu = by_round(&floor_runs, RunRecord::cpu_us_per_req);
             let ratio = |den: &HashMap<usize, f64>, f: &dyn Fn(&RunRecord) -> Option<f64>| {
@@ -251,6 +291,8 @@ pub fn metrics_pairs(summaries: &[Summary]) -> Vec<(&Summary, &Summary)> {
                     && s.contender.transport == off.contender.transport
                     && s.contender.via_nginx == off.contender.via_nginx
                     && s.contender.keepalive == off.contender.keepalive
+                    && s.contender.mux == off.contender.mux
+                    && s.contender.engine_args == off.contender.engine_args
             })?;
             Some((on, off))
         })
@@ -269,5 +311,46 @@ mod tests {
         assert!(Spread::of([f64::NAN]).is_none());
         assert!(Spread::of(std::iter::empty()).is_none());
         assert_eq!(Spread::of([90.0, 100.0, 110.0]).unwrap().pm_percent(), 10.0);
+    }
+
+    #[test]
+    fn each_row_is_compared_with_the_floor_over_its_path() {
+        let io = ["ring".to_string()];
+        let all = crate::contender::expand_engine_io(crate::contender::catalog(), &io);
+        let floor = |n: &str| floor_for(all.iter().find(|c| c.name == n).unwrap());
+        assert_eq!(floor("ringfast fcgi tcp io=ring"), "floor fcgi tcp");
+        assert_eq!(floor("ringfast fcgi unix io=ring"), "floor fcgi unix");
+        assert_eq!(
+            floor("ringfast fcgi tcp no-keepalive io=ring"),
+            "floor fcgi tcp no-keepalive"
+        );
+        assert_eq!(
+            floor("ringfast fcgi unix no-keepalive io=ring"),
+            "floor fcgi unix no-keepalive"
+        );
+        assert_eq!(
+            floor("ringfast fcgi tcp mux 16x8 io=ring"),
+            "floor fcgi tcp mux 16x8"
+        );
+        assert_eq!(floor("ringfast scgi unix io=ring"), "floor fcgi unix");
+        assert_eq!(floor("ringfast ajp tcp io=ring"), "floor fcgi tcp");
+        assert_eq!(
+            floor("nginx > ringfast fcgi tcp no-keepalive io=ring"),
+            "nginx > floor fcgi tcp no-keepalive"
+        );
+        assert_eq!(
+            floor("nginx > php-fpm fcgi tcp no-keepalive"),
+            "nginx > floor fcgi tcp no-keepalive"
+        );
+        assert_eq!(
+            floor("nginx > ringfast fcgi tcp io=ring"),
+            "nginx > floor fcgi unix"
+        );
+        assert_eq!(floor("granian http tcp"), "floor fcgi tcp");
+        assert_eq!(floor("nginx return 200"), "nginx > floor fcgi unix");
+        // Every floor row is its own reference.
+        for c in all.iter().filter(|c| c.server == Server::Floor) {
+            assert_eq!(floor_for(c), c.name);
+        }
     }
 }

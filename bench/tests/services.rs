@@ -62,3 +62,31 @@ fn nginx_return_200_and_nginx_in_front_of_the_floor() {
         assert!(roots.iter().all(|&p| !alive(p)), "{name}: stopped");
     }
 }
+
+#[test]
+fn idle_connections_to_the_floor_stay_open_and_cost_memory() {
+    if !Path::new("/usr/bin/gcc").exists() {
+        eprintln!("gcc missing (scripts/test.sh installs it): skipped");
+        return;
+    }
+    let n = 300;
+    let limit = bench::idle::raise_nofile(n as u64 + bench::idle::FD_MARGIN).unwrap();
+    assert!(limit > n as u64, "RLIMIT_NOFILE {limit}");
+    let work = TempDir::new("idle-test", false).unwrap();
+    let tools = Tools {
+        floor: Some(build_floor(work.path()).unwrap()),
+        ..Tools::default()
+    };
+    let plan = Plan::from_options(&Options::parse_from(["ringfast-bench", "--quick"])).unwrap();
+    let rows = bench::idle::contenders(&["idle floor".to_string()], &[]);
+    assert_eq!(rows.len(), 1);
+    let rec = bench::idle::measure(&rows[0], &tools, &plan, None, n);
+    assert_eq!(rec.error, None, "{rec:?}");
+    assert_eq!((rec.connections, rec.closed_by_server), (n, 0));
+    // The floor allocates a 16 KiB input buffer per connection and touches its first page.
+    let kib = rec.rss_kib_per_conn().unwrap();
+    assert!(
+        kib > 1.0 && kib < 100.0,
+        "{kib} KiB per connection: {rec:?}"
+    );
+}

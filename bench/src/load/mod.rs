@@ -77,6 +77,8 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Keep-alive (FastCGI KEEP_CONN, HTTP keep-alive).
     pub keepalive: bool,
+    /// FastCGI requests in flight per connection (`--mux`, ringfast-load only); 1: none.
+    pub mux: u32,
     /// `--param NAME=VALUE`.
     pub params: Vec<String>,
     /// `--expect-body`.

@@ -29,6 +29,10 @@ pub fn args(spec: &LoadSpec, json: &Path) -> Vec<String> {
     if !spec.keepalive {
         a.push("--no-keepalive".into());
     }
+    if spec.mux > 1 {
+        a.push("--mux".into());
+        a.push(spec.mux.to_string());
+    }
     for p in &spec.params {
         a.push("--param".into());
         a.push(p.clone());
@@ -163,6 +167,7 @@ mod tests {
             warmup: 0.5,
             rate: Some(12345.4),
             keepalive: false,
+            mux: 1,
             params: vec!["SCRIPT_FILENAME=/x.php".into()],
             expect_body: Some("Hello, World!".into()),
         };
@@ -172,5 +177,16 @@ mod tests {
             "-c 32 -d 2 --warmup 0.5 -t 1 --json /tmp/r.json --quiet --rate 12345 --no-keepalive \
              --param SCRIPT_FILENAME=/x.php --expect-body Hello, World! fcgi+unix:/tmp/a.sock:/hello"
         );
+        let mux = LoadSpec {
+            connections: 16,
+            rate: None,
+            keepalive: true,
+            mux: 8,
+            params: vec![],
+            expect_body: None,
+            ..spec
+        };
+        let a = args(&mux, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.starts_with("-c 16 ") && a.contains(" --mux 8 "), "{a}");
     }
 }

@@ -104,6 +104,7 @@ mod tests {
             warmup: 0.0,
             rate: None,
             keepalive: true,
+            mux: 1,
             params: vec![],
             expect_body: None,
         };

@@ -221,10 +221,10 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
          - Placement: {}\n\
          - Python servers run the same 5-line WSGI app with {} processes × {} threads (uWSGI `--processes/--threads`, mod_wsgi daemon `processes/threads`, gunicorn gthread `--workers/--threads`, granian `--workers/--blocking-threads`, flup prefork of threaded WSGIServers); gunicorn sync has no threads ({} processes); flup is thread-per-connection (it hangs up on a connection when its pool is full), so it gets one thread per load-generator connection, spread over the same number of processes. uWSGI's FastCGI socket ignores FCGI_KEEP_CONN and closes after every answer, so it is driven directly with a connection per request. nginx has no AJP13 client, so the AJP13 rows are direct only. flup sets no TCP_NODELAY and writes each answer in several sends, so over TCP it waits on delayed ACKs (about 40 ms per answer): its TCP row measures that, not its CPU. PHP-FPM is `pm=static` with one child per load-generator connection ({}), so that keep-alive connections are not starved (see shared/research/baselines.md). ringfast runs one worker thread; ringfast-wsgi (`--wsgi`, the same WSGI app) runs `--processes {}` × `--threads {}` with one worker thread per process. nginx runs one worker.\n\
          - Keep-alive to the backend is on (`fastcgi_keep_conn on`, upstream `keepalive 64`) except in the rows named `no-keepalive`, where nginx (or the load generator, for direct rows) opens a connection per request.\n\
-         - Per contender and round: a closed-loop run with {} connections (the peak), then open-loop runs at {:?} of that round's peak (latency measured from the intended send time), each {} s measured after {} s of warm-up. HTTP servers are also driven by wrk (closed loop) as a cross-check of the load generator.\n\
+         - Per contender and round: a closed-loop run with {} connections (the peak; the `mux` rows use the connections and FastCGI requests in flight per connection their name gives, e.g. `mux 16x8`: 16 connections × 8 multiplexed request ids), then open-loop runs at {:?} of that round's peak (latency measured from the intended send time), each {} s measured after {} s of warm-up. HTTP servers are also driven by wrk (closed loop) as a cross-check of the load generator.\n\
          - {} rounds; each round runs every contender once, in an order rotated from round to round, so slow drifts of the machine spread over all contenders. Tables give the median over rounds, with the min–max range when there are several.\n\
          - CPU per request: utime+stime from /proc/PID/stat of every process of the contender (the group leaders, their process groups and descendants; nginx included when in the path), over a sampling window inside the measured window, divided by the requests in that window. Memory: proportional set size (PSS) of those processes after the peak run.\n\
-         - Ratios are computed within a round, then the median taken: peak req/s and CPU per request against the floor (the C epoll responder over the same path: direct over the same transport, or `nginx > floor fcgi unix` behind nginx), and peak req/s against `nginx return 200` for the HTTP rows (behind nginx, and the HTTP servers: nginx's `return 200` is the most this rig drives over HTTP).\n\
+         - Ratios are computed within a round, then the median taken: peak req/s and CPU per request against the floor (the C epoll responder over the same path: the floor row with the same front, transport, keep-alive and multiplexing when there is one, else the keep-alive floor over the same transport, or `nginx > floor fcgi unix` behind nginx), and peak req/s against `nginx return 200` for the HTTP rows (behind nginx, and the HTTP servers: nginx's `return 200` is the most this rig drives over HTTP).\n\
          - A run is **noisy** when other processes (not the contender, the load generator or kernel threads) plus the hypervisor's steal time took more than {:.0}% of the machine's CPU during its window. A peak is **load-generator bound** when the load generator's CPU was at 90% or more while the server side's was below 90%: the server could have gone faster, so the figure is a lower bound.\n",
         if plan["pin"].as_bool().unwrap_or(false) {
             "server side (the backend and nginx when in the path) on CPU 0, load generator on CPU 1 (`taskset`)."
@@ -328,6 +328,8 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
         m,
         "![Peak throughput](throughput.svg)\n\n![Server CPU per request](cpu.svg)\n"
     );
+
+    idle_section(&mut m, &raw.idle);
 
     let _ = writeln!(m, "## Where ringfast loses\n");
     let loses = losses(summaries);
@@ -477,6 +479,63 @@ fn markdown(raw: &RawResults, summaries: &[Summary]) -> String {
     }
     let _ = writeln!(m, "## Raw data\n\n[results.json](results.json): every load run with its load-generator result, sampling window, CPU seconds of the contender, the load generator and foreign processes, and memory.");
     m
+}
+
+/// The memory table of the idle keep-alive connections.
+fn idle_section(m: &mut String, idle: &[crate::idle::IdleRecord]) {
+    if idle.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "## Idle keep-alive connections: memory\n\n\
+         Per server: N FastCGI connections over TCP, each used for one request with `FCGI_KEEP_CONN` and then left open and idle (the server pinned as above; ringfast one worker, `--max-conns` above N). RSS and PSS are summed over the server's processes from /proc/PID/smaps_rollup, before (after one throwaway request on its own connection) and with the N connections open; per connection = (with − before) / N. Kernel socket memory is not in either.\n\n\
+         | server | idle connections | RSS before MiB | RSS with them MiB | RSS per connection | PSS per connection | vs floor | notes |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let floor = idle
+        .iter()
+        .find(|r| r.contender == "floor fcgi tcp")
+        .and_then(|r| r.rss_kib_per_conn());
+    for r in idle {
+        let kib = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |k| format!("{k:.2} KiB"));
+        let per = r.rss_kib_per_conn();
+        let vs = match (per, floor) {
+            (Some(a), Some(f)) if f > 0.0 && r.contender != "floor fcgi tcp" => {
+                format!("{:.2}", a / f)
+            }
+            _ => "–".into(),
+        };
+        let mut notes = Vec::new();
+        if let Some(e) = &r.error {
+            notes.push(format!("failed: {}", e.lines().next().unwrap_or_default()));
+        } else {
+            notes.push(format!("opened in {:.2} s", r.open_s));
+        }
+        let name = if r.contender.starts_with("ringfast") {
+            format!("**{}**", r.contender)
+        } else {
+            r.contender.clone()
+        };
+        let ok = r.error.is_none();
+        let mib = |v: u64| {
+            if ok {
+                format!("{:.1}", v as f64 / 1024.0)
+            } else {
+                "–".into()
+            }
+        };
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {} | {} | {} | {} | {vs} | {} |",
+            num(r.connections as f64),
+            mib(r.rss_before_kib),
+            mib(r.rss_after_kib),
+            kib(per),
+            kib(r.pss_kib_per_conn()),
+            notes.join("; ")
+        );
+    }
+    let _ = writeln!(m);
 }
 
 /// Load generator and server side both saturated: the figure is the two-core rig's limit.
@@ -630,6 +689,30 @@ mod tests {
             notes: vec![],
             elapsed_s: 10.0,
             date: "2026-11-24 06:00 UTC".into(),
+            idle: vec![
+                crate::idle::IdleRecord {
+                    contender: "floor fcgi tcp".into(),
+                    connections: 10_000,
+                    rss_before_kib: 1024,
+                    rss_after_kib: 1024 + 40_000,
+                    pss_before_kib: 512,
+                    pss_after_kib: 512 + 40_000,
+                    closed_by_server: 0,
+                    open_s: 0.8,
+                    error: None,
+                },
+                crate::idle::IdleRecord {
+                    contender: "ringfast fcgi tcp".into(),
+                    connections: 10_000,
+                    rss_before_kib: 8192,
+                    rss_after_kib: 8192 + 100_000,
+                    pss_before_kib: 4096,
+                    pss_after_kib: 4096 + 100_000,
+                    closed_by_server: 0,
+                    open_s: 1.1,
+                    error: None,
+                },
+            ],
         };
         let dir = std::env::temp_dir().join(format!("bench-report-test-{}", std::process::id()));
         write(&dir, &raw).unwrap();
@@ -666,5 +749,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains(REGENERATE));
+        // Idle connections: 4.00 and 10.00 KiB each, 2.50 times the floor's.
+        assert!(
+            md.contains("| floor fcgi tcp | 10,000 | 1.0 | 40.1 | 4.00 KiB | 4.00 KiB | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| **ringfast fcgi tcp** | 10,000 | 8.0 | 105.7 | 10.00 KiB | 10.00 KiB | 2.50 |"
+            ),
+            "{md}"
+        );
     }
 }

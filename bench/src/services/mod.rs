@@ -97,51 +97,47 @@ pub fn layout(c: &Contender, tools: &Tools, plan: &Plan, dir: &Path) -> Result<L
             } else {
                 s("off")
             };
-            spawn(
-                "ringfast",
-                tool(&tools.ringfast, "ringfast")?,
-                vec![
-                    s(flag),
-                    backend.arg(),
-                    s("--app"),
-                    s("hello"),
-                    s("--workers"),
-                    s(1),
-                    s("--socket-mode"),
-                    s("0666"),
-                    s("--log-level"),
-                    s("warn"),
-                    s("--metrics"),
-                    metrics,
-                ],
-            );
+            let mut args = vec![
+                s(flag),
+                backend.arg(),
+                s("--app"),
+                s("hello"),
+                s("--workers"),
+                s(1),
+                s("--socket-mode"),
+                s("0666"),
+                s("--log-level"),
+                s("warn"),
+                s("--metrics"),
+                metrics,
+            ];
+            args.extend(c.engine_args.iter().cloned());
+            spawn("ringfast", tool(&tools.ringfast, "ringfast")?, args);
         }
         Server::RingfastWsgi => {
             let metrics = crate::endpoint::free_port().map_err(io_ctx("free port"))?;
-            spawn(
-                "ringfast-wsgi",
-                tool(&tools.ringfast, "ringfast")?,
-                vec![
-                    s("--fastcgi"),
-                    backend.arg(),
-                    s("--wsgi"),
-                    s("app:application"),
-                    s("--chdir"),
-                    dir.display().to_string(),
-                    s("--processes"),
-                    s(procs),
-                    s("--threads"),
-                    s(threads),
-                    s("--workers"),
-                    s(1),
-                    s("--socket-mode"),
-                    s("0666"),
-                    s("--log-level"),
-                    s("warn"),
-                    s("--metrics"),
-                    format!("127.0.0.1:{metrics}"),
-                ],
-            );
+            let mut args = vec![
+                s("--fastcgi"),
+                backend.arg(),
+                s("--wsgi"),
+                s("app:application"),
+                s("--chdir"),
+                dir.display().to_string(),
+                s("--processes"),
+                s(procs),
+                s("--threads"),
+                s(threads),
+                s("--workers"),
+                s(1),
+                s("--socket-mode"),
+                s("0666"),
+                s("--log-level"),
+                s("warn"),
+                s("--metrics"),
+                format!("127.0.0.1:{metrics}"),
+            ];
+            args.extend(c.engine_args.iter().cloned());
+            spawn("ringfast-wsgi", tool(&tools.ringfast, "ringfast")?, args);
         }
         Server::Floor => spawn("floor", tool(&tools.floor, "floor")?, vec![backend.arg()]),
         Server::PhpFpm => {
