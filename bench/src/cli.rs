@@ -65,7 +65,7 @@ pub struct Options {
     #[arg(long)]
     pub no_pin: bool,
     /// Run every ringfast row once per value, with `--io VALUE` added to ringfast's command
-    /// line and `io=VALUE` to the row name (comma-separated, e.g. `ring,epoll,tokio-uring`;
+    /// line and `io=VALUE` to the row name (comma-separated, e.g. `ring,tokio-uring`;
     /// `default` is the row without `--io`). Default: no `--io` flag at all.
     #[arg(long, value_delimiter = ',', value_name = "IO")]
     pub engine_io: Vec<String>,
