@@ -32,6 +32,9 @@ use crate::io::wake::ReadyQueue;
 use conn::ConnTable;
 use slots::HandlerSlots;
 
+/// After the shutdown timeout, how long the loop waits for the operations of the connections it
+/// cut off to complete.
+const CUT_OFF_DRAIN: Duration = Duration::from_secs(1);
 /// How often connection deadlines (params, idle, linger) and the stop signal are checked.
 const SWEEP: Duration = Duration::from_millis(100);
 /// Provided receive buffers per worker, and their size.
@@ -184,6 +187,7 @@ where
     let mut now = Instant::now();
     let mut next_sweep = now + SWEEP;
     let mut stopping: Option<Instant> = None;
+    let mut cut_off = false;
     loop {
         let timeout = next_sweep.saturating_duration_since(now);
         let timeout = match crate::io::timers::fire(now) {
@@ -279,13 +283,21 @@ where
                 if accepts_done && table.is_empty() {
                     return Ok(());
                 }
-                if now.duration_since(since) > spec.shutdown_timeout {
+                let overdue = now
+                    .duration_since(since)
+                    .saturating_sub(spec.shutdown_timeout);
+                if overdue > Duration::ZERO && !cut_off {
                     tracing::warn!(
                         worker = ctx.index,
                         open = table.len(),
                         "shutdown timeout: closing connections with requests in flight"
                     );
                     table.abort_all(&mut ring, &mut handlers);
+                    cut_off = true;
+                }
+                // The cut-off connections' sends and closes complete within a few turns; their
+                // buffers must outlive them, so the loop runs on briefly before it returns.
+                if overdue > CUT_OFF_DRAIN {
                     return Ok(());
                 }
             }
