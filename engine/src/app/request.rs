@@ -102,17 +102,21 @@ impl Request {
 
     /// Reads the whole body into memory, refusing more than `limit` bytes.
     pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        // Read straight into the vector: a stack buffer here would be part of every handler's
+        // future, which the native loop moves into its slot once per request.
+        const CHUNK: usize = 16 * 1024;
         let mut body = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
         loop {
-            let n = self.read(&mut chunk).await?;
+            let len = body.len();
+            body.resize(len + CHUNK, 0);
+            let n = self.read(&mut body[len..]).await?;
+            body.truncate(len + n);
             if n == 0 {
                 return Ok(body);
             }
-            if body.len() + n > limit {
+            if body.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
-            body.extend_from_slice(&chunk[..n]);
         }
     }
 }

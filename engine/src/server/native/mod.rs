@@ -126,6 +126,10 @@ where
     F: Future<Output = ()>,
 {
     crate::io::timers::activate();
+    tracing::debug!(
+        bytes = std::mem::size_of::<F>(),
+        "handler future size (moved into its slot once per request)"
+    );
     let mut ring = Ring::new(spec.ring_entries)?;
     let mut bufs = BufRing::new(&ring, RECV_GROUP, RECV_BUFS, RECV_BUF_LEN)?;
     let ready = ReadyQueue::new()?;
