@@ -21,7 +21,9 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() { taskset -c 0 "$@" >/dev/null 2>&1 & pids+=($!); echo $!; }
+# Starts a server pinned to CPU 0 and prints its pid (the caller records it: this runs in a
+# command substitution, whose variables do not reach the script).
+start() { taskset -c 0 "$@" >/dev/null 2>&1 & echo $!; }
 
 PF=$(port); PT=$(port); PR=$(port); PM=$(port); ST=$(port); SR=$(port); AT=$(port); AR=$(port)
 F=$(start "$FLOOR" 127.0.0.1:$PF)
@@ -36,6 +38,7 @@ R=$(start $BIN/ringfast --io ring "${common[@]}" --metrics off --fastcgi 127.0.0
     --ajp 127.0.0.1:$AR)
 RM=$(start $BIN/ringfast --io ring "${common[@]}" --metrics 127.0.0.1:$(port) \
     --fastcgi 127.0.0.1:$PM)
+pids+=("$F" "$FU" "$T" "$TS" "$R" "$RM")
 sleep 1
 
 # measure LABEL PID TARGET [ringfast-load options]
