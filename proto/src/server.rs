@@ -195,10 +195,12 @@ impl Timers {
         }
     }
 
-    /// The next deadline, given the earliest head still arriving.
+    /// The next deadline, given the earliest head still arriving and whether no request is in
+    /// flight (the idle timeout only runs then).
     pub(crate) fn deadline(
         &self,
         head_since: Option<Instant>,
+        idle: bool,
         limits: &ServerLimits,
     ) -> Option<(Instant, Expired)> {
         let head = match (head_since, self.partial_since) {
@@ -209,6 +211,12 @@ impl Timers {
             return Some((t + limits.params_timeout, Expired::Head));
         }
         self.idle_since
+            .filter(|_| idle)
             .map(|t| (t + limits.idle_timeout, Expired::Idle))
     }
+}
+
+/// Which timer of `deadline` (a machine's `poll_timeout`) has expired at `now`, if any.
+pub(crate) fn due(deadline: Option<(Instant, Expired)>, now: Instant) -> Option<Expired> {
+    deadline.filter(|(at, _)| *at <= now).map(|(_, k)| k)
 }

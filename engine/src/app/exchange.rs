@@ -203,6 +203,25 @@ struct BodyPipe {
     ended: bool,
 }
 
+impl BodyPipe {
+    /// Bytes written and not read yet.
+    fn pending(&self) -> usize {
+        self.data.len() - self.read_pos
+    }
+
+    /// Appends `data`, first moving the unread bytes to the front if appending would grow the
+    /// buffer past `limit` (so it only grows when the unread bytes themselves need the room).
+    fn append(&mut self, data: &[u8], limit: usize) {
+        if self.read_pos > 0 && self.data.len() + data.len() > limit {
+            let (start, pending) = (self.read_pos, self.pending());
+            self.data.copy_within(start.., 0);
+            self.data.truncate(pending);
+            self.read_pos = 0;
+        }
+        self.data.extend_from_slice(data);
+    }
+}
+
 /// One request's shared state. The driver keeps one `Rc` in its table of active requests; the
 /// handler's [`Request`](super::Request) and [`Response`](super::Response) hold the others.
 /// A connection reuses exchanges (and their buffers) once every holder has let go.
@@ -317,18 +336,9 @@ impl Exchange {
             }
             let copied = {
                 let mut body = self.body.borrow_mut();
-                let pending = body.data.len() - body.read_pos;
-                let room = self.body_limit - pending;
-                let n = room.min(data.len());
+                let n = (self.body_limit - body.pending()).min(data.len());
                 if n > 0 {
-                    if body.data.len() + n > self.body_limit {
-                        // Move the unread bytes to the front so the buffer never grows past the limit.
-                        let start = body.read_pos;
-                        body.data.copy_within(start.., 0);
-                        body.data.truncate(pending);
-                        body.read_pos = 0;
-                    }
-                    body.data.extend_from_slice(&data[..n]);
+                    body.append(&data[..n], self.body_limit);
                 }
                 n
             };
@@ -350,15 +360,8 @@ impl Exchange {
             return true;
         }
         let mut body = self.body.borrow_mut();
-        let pending = body.data.len() - body.read_pos;
-        if body.read_pos > 0 && body.data.len() + data.len() > self.body_limit {
-            let start = body.read_pos;
-            body.data.copy_within(start.., 0);
-            body.data.truncate(pending);
-            body.read_pos = 0;
-        }
-        body.data.extend_from_slice(data);
-        let room = body.data.len() - body.read_pos < self.body_limit;
+        body.append(data, self.body_limit);
+        let room = body.pending() < self.body_limit;
         drop(body);
         self.body_ready.notify_one();
         room
@@ -366,8 +369,7 @@ impl Exchange {
 
     /// True while the body buffer has room (the handler has read enough of it).
     pub(crate) fn body_has_room(&self) -> bool {
-        let body = self.body.borrow();
-        self.done.get() || body.data.len() - body.read_pos < self.body_limit
+        self.done.get() || self.body.borrow().pending() < self.body_limit
     }
 
     /// Driver side: the body ended (empty STDIN record).

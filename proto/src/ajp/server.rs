@@ -449,18 +449,12 @@ impl ServerConn {
     /// (or input waits for a running request), the idle timeout while no request is in flight,
     /// none while a request runs or waits for a body packet.
     pub fn poll_timeout(&self) -> Option<(Instant, Expired)> {
-        let (at, kind) = self.timers.deadline(None, &self.limits)?;
-        match kind {
-            Expired::Idle if !self.is_idle() => None,
-            _ => Some((at, kind)),
-        }
+        self.timers.deadline(None, self.is_idle(), &self.limits)
     }
 
     /// Which timer has expired at `now`, if any.
     pub fn expired(&self, now: Instant) -> Option<Expired> {
-        self.poll_timeout()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, k)| k)
+        crate::server::due(self.poll_timeout(), now)
     }
 }
 

@@ -333,18 +333,13 @@ impl ServerConn {
             .filter(|r| r.stage == Stage::Params)
             .map(|r| r.since)
             .min();
-        let (at, kind) = self.timers.deadline(head, &self.limits)?;
-        match kind {
-            Expired::Idle if !self.reqs.is_empty() => None,
-            _ => Some((at, kind)),
-        }
+        self.timers
+            .deadline(head, self.reqs.is_empty(), &self.limits)
     }
 
     /// Which timer has expired at `now`, if any.
     pub fn expired(&self, now: Instant) -> Option<Expired> {
-        self.poll_timeout()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, k)| k)
+        crate::server::due(self.poll_timeout(), now)
     }
 }
 

@@ -268,9 +268,7 @@ impl ServerConn {
 
     /// Which timer has expired at `now`, if any.
     pub fn expired(&self, now: Instant) -> Option<Expired> {
-        self.poll_timeout()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, k)| k)
+        crate::server::due(self.poll_timeout(), now)
     }
 }
 

@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::{Event, Expired, Refusal};
@@ -22,7 +21,6 @@ use super::{user_data, Op, RECV_GROUP};
 use crate::app::exchange::{ConnOut, Exchange};
 use crate::app::{Handler, Request, Response};
 use crate::io::ring::{BufRing, Completion, LinkMode, LinkedIds, Ring};
-use crate::io::wake::ReadyQueue;
 use crate::metrics::{ConnectionGuard, Limit, ProtocolErrorKind};
 use crate::server::dispatch::{prepare, refuse_request};
 use crate::server::listener::Protocol;
@@ -76,7 +74,6 @@ pub(super) struct Conn {
     /// Bytes received but not used yet (a partial record, or input held while paused).
     pending: Vec<u8>,
     out: Rc<ConnOut>,
-    events: Rc<Notify>,
     /// The bytes of the send in flight.
     sending: Vec<u8>,
     sent: usize,
@@ -119,13 +116,14 @@ pub(super) struct ConnTable<H> {
     exchanges: Vec<Rc<Exchange>>,
     /// Request-variable buffers, lent to a connection's state machine before it decodes.
     params: Vec<proto::fcgi::Params>,
-    /// What a pooled exchange points to while it belongs to no connection.
+    /// What a pooled exchange points to while it belongs to no connection; the `Notify` is
+    /// also every exchange's "handler finished" signal, which nothing on this loop waits for
+    /// (flushes find finished requests themselves), so one per worker serves them all.
     detached: (Rc<ConnOut>, Rc<Notify>),
-    _ready: Arc<ReadyQueue>,
 }
 
 impl<H: Handler> ConnTable<H> {
-    pub(super) fn new(ctx: Rc<WorkerCtx<H>>, ready: Arc<ReadyQueue>) -> Self {
+    pub(super) fn new(ctx: Rc<WorkerCtx<H>>) -> Self {
         let machines = MachineConfig::new(&ctx.limits);
         ConnTable {
             ctx,
@@ -143,7 +141,6 @@ impl<H: Handler> ConnTable<H> {
                 Rc::new(ConnOut::with_buffer(0, Vec::new())),
                 Rc::new(Notify::new()),
             ),
-            _ready: ready,
         }
     }
 
@@ -198,7 +195,6 @@ impl<H: Handler> ConnTable<H> {
                         self.ctx.limits.write_buffer,
                         Vec::new(),
                     )),
-                    events: Rc::new(Notify::new()),
                     sending: Vec::new(),
                     sent: 0,
                     send_in_flight: false,
@@ -328,7 +324,7 @@ impl<H: Handler> ConnTable<H> {
                     tracing::debug!(conn = conn.id, "peer closed with requests in flight");
                 }
                 self.cancel_handlers(index, handlers);
-                self.close(ring, index);
+                self.close(index);
             } else if conn.lingering_since.is_some() && !conn.close_submitted {
                 // The peer's FIN after ours: nothing can meet a reset any more.
                 self.submit_shutdown_close(ring, index);
@@ -595,13 +591,13 @@ impl<H: Handler> ConnTable<H> {
         let framing = c.machine.framing(id);
         match self.exchanges.pop() {
             Some(ex) => {
-                ex.rebind(&c.out, &c.events);
+                ex.rebind(&c.out, &self.detached.1);
                 ex.reset(framing);
                 ex
             }
             None => Rc::new(Exchange::new(
                 c.out.clone(),
-                c.events.clone(),
+                self.detached.1.clone(),
                 framing,
                 body_limit,
             )),
@@ -781,14 +777,13 @@ impl<H: Handler> ConnTable<H> {
     }
 
     /// Closes cleanly: what is queued goes out first, then shutdown and close.
-    fn close(&mut self, ring: &mut Ring, index: usize) {
+    fn close(&mut self, index: usize) {
         let c = &mut self.conns[index];
         if c.state != State::Open {
             return;
         }
         c.state = State::Closing;
         self.mark_dirty(index);
-        let _ = ring;
     }
 
     /// Closes now, dropping whatever was not sent.

@@ -60,12 +60,19 @@ pub(crate) fn user_data(op: Op, index: usize, gen: u32) -> u64 {
     ((op as u64) << 56) | (((index as u64) & 0xff_ffff) << 32) | gen as u64
 }
 
-fn unpack(ud: u64) -> (u8, usize, u32) {
-    (
-        (ud >> 56) as u8,
-        ((ud >> 32) & 0xff_ffff) as usize,
-        ud as u32,
-    )
+/// The operation, slot index and generation packed by [`user_data`]; `None` for a top byte
+/// that is no operation (it never is: every submission is packed by `user_data`).
+fn unpack(ud: u64) -> Option<(Op, usize, u32)> {
+    let op = match (ud >> 56) as u8 {
+        1 => Op::Accept,
+        2 => Op::Recv,
+        3 => Op::Send,
+        4 => Op::Close,
+        5 => Op::Wake,
+        6 => Op::Cancel,
+        _ => return None,
+    };
+    Some((op, ((ud >> 32) & 0xff_ffff) as usize, ud as u32))
 }
 
 /// True when the native ring can be set up on this machine (a kernel with io_uring enabled
@@ -175,7 +182,7 @@ where
             }
         })
         .collect();
-    let mut table = ConnTable::new(ctx.clone(), ready.clone());
+    let mut table = ConnTable::new(ctx.clone());
     let mut handlers = HandlerSlots::new(ready.clone());
     ring.poll_multishot(
         ready.eventfd(),
@@ -204,9 +211,11 @@ where
         table.set_now(now);
         ring.drain_completions(&mut completions);
         for c in completions.drain(..) {
-            let (op, index, gen) = unpack(c.user_data);
+            let Some((op, index, gen)) = unpack(c.user_data) else {
+                continue;
+            };
             match op {
-                x if x == Op::Accept as u8 => {
+                Op::Accept => {
                     let l = &mut listeners[index];
                     if !c.more() {
                         l.armed = false;
@@ -242,12 +251,12 @@ where
                         l.arm(&mut ring, index)?;
                     }
                 }
-                x if x == Op::Recv as u8 => {
+                Op::Recv => {
                     table.on_recv(&mut ring, &mut bufs, index, gen, &c, &mut handlers, &make)
                 }
-                x if x == Op::Send as u8 => table.on_send(&mut ring, index, gen, c.result),
-                x if x == Op::Close as u8 => table.on_close(index, gen, c.result),
-                x if x == Op::Wake as u8 => {
+                Op::Send => table.on_send(&mut ring, index, gen, c.result),
+                Op::Close => table.on_close(index, gen, c.result),
+                Op::Wake => {
                     ready.clear_eventfd();
                     if !c.more() {
                         ring.poll_multishot(
@@ -257,7 +266,8 @@ where
                         )?;
                     }
                 }
-                _ => {}
+                // Cancellations and the shutdowns of linked closes: nothing to do.
+                Op::Cancel => {}
             }
         }
         ready.drain_into(&mut woken);
