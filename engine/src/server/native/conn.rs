@@ -270,6 +270,7 @@ impl<H: Handler> ConnTable<H> {
         M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
         F: Future<Output = ()>,
     {
+        // The buffer is ours from its completion until it is recycled, once, below.
         let bid = c.buffer_id();
         if let Some(bid) = bid {
             if let Err(e) = bufs.claim(bid) {
@@ -277,31 +278,40 @@ impl<H: Handler> ConnTable<H> {
                 return;
             }
         }
-        let Some(conn) = self.conns.get_mut(index) else {
-            if let Some(bid) = bid {
-                let _ = bufs.recycle(bid);
-            }
-            return;
-        };
-        if conn.gen != gen || conn.state == State::Free {
-            if let Some(bid) = bid {
-                let _ = bufs.recycle(bid);
-            }
-            return;
+        let live = self
+            .conns
+            .get(index)
+            .is_some_and(|conn| conn.gen == gen && conn.state != State::Free);
+        if live {
+            self.received(ring, bufs, index, c, handlers, make);
         }
+        if let Some(bid) = bid {
+            let _ = bufs.recycle(bid);
+        }
+    }
+
+    /// Handles a receive completion of a live connection (its buffer, if any, is claimed).
+    fn received<M, F>(
+        &mut self,
+        ring: &mut Ring,
+        bufs: &BufRing,
+        index: usize,
+        c: &Completion,
+        handlers: &mut HandlerSlots<F>,
+        make: &M,
+    ) where
+        M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+        F: Future<Output = ()>,
+    {
+        let conn = &mut self.conns[index];
         if !c.more() {
             conn.recv_armed = false;
         }
         if c.result > 0 {
-            let Some(bid) = bid else {
-                conn.recv_armed = false;
-                return;
-            };
-            let Ok(data) = bufs.buffer(bid, c.result as usize) else {
-                let _ = bufs.recycle(bid);
-                return;
-            };
-            if conn.state == State::Open {
+            let data = c
+                .buffer_id()
+                .and_then(|bid| bufs.buffer(bid, c.result as usize).ok());
+            if let (Some(data), State::Open) = (data, conn.state) {
                 conn.fresh = false;
                 self.lend_buffer(index);
                 let conn = &mut self.conns[index];
@@ -315,7 +325,6 @@ impl<H: Handler> ConnTable<H> {
                     self.feed_pending(ring, index, handlers, make);
                 }
             }
-            let _ = bufs.recycle(bid);
         } else if c.result == 0 {
             // The peer closed its side.
             if conn.state == State::Open {
