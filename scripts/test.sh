@@ -189,7 +189,7 @@ if [ "$FAILED" -eq 0 ]; then
     # The Python WSGI host (feature `wsgi`): its clippy, unit and end-to-end tests.
     run_step "cargo clippy (wsgi)" cargo clippy -p engine --all-targets --features wsgi -- -D warnings
     run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \
-        --test wsgi_django --test wsgi_compliance --test wsgi_flask
+        --test wsgi_django --test wsgi_compliance --test wsgi_flask --test wsgi_reload
     run_step "ringfast-bench --quick" bench_quick
 else
     SUMMARY+=("SKIP  cargo steps (set-up failed)")

@@ -1,9 +1,10 @@
-//! `ringfast`: parse the command line, bind, serve until SIGTERM/SIGINT.
+//! `ringfast`: parse the command line, bind, serve until SIGTERM/SIGINT (SIGHUP reloads under a
+//! supervisor and is logged and ignored without one).
 
 use clap::Parser;
 use engine::config::Config;
 use engine::server::daemon::Daemonized;
-use engine::server::{signals, Forked, Server};
+use engine::server::{Forked, Server};
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
@@ -52,7 +53,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    if let Err(e) = signals::install(server.stop_handle()) {
+    if let Err(e) = server.install_signals() {
         tracing::error!("cannot install signal handlers: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -69,6 +69,9 @@ pub mod names {
     pub const PROCESS_RECYCLES: &str = "ringfast_process_recycles_total";
     /// Counter (supervisor only): reloads (`--touch-reload`, SIGHUP).
     pub const RELOADS: &str = "ringfast_reloads_total";
+    /// Counter (supervisor only): reloads that failed (a new worker process exited before the
+    /// new generation was ready); the old generation kept serving.
+    pub const RELOAD_FAILURES: &str = "ringfast_reload_failures_total";
     /// Counter (process): user and system CPU time, in seconds.
     pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
     /// Gauge (process): resident memory, in bytes.
@@ -83,35 +86,57 @@ pub mod names {
     pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 }
 
+/// The supervisor's figures for [`supervisor_page`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SupervisorCounts {
+    /// Worker processes ready.
+    pub ready: usize,
+    /// Worker processes replaced after dying.
+    pub restarts: u64,
+    /// Worker processes recycled after `--max-requests`.
+    pub recycles: u64,
+    /// Reloads started.
+    pub reloads: u64,
+    /// Reloads that failed, the old generation still serving.
+    pub reload_failures: u64,
+}
+
 /// The supervisor's own part of the merged `/metrics` page: the worker processes ready, the
-/// replacements, recycles and reloads so far, and the supervisor's process figures (summed with
-/// the worker processes' by the merge, so `process_*` cover the whole service).
-pub fn supervisor_page(ready: usize, restarts: u64, recycles: u64, reloads: u64) -> String {
+/// replacements, recycles, reloads and failed reloads so far, and the supervisor's process
+/// figures (summed with the worker processes' by the merge, so `process_*` cover the whole
+/// service).
+pub fn supervisor_page(counts: &SupervisorCounts) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, &str, f64); 4] = [
+    let families: [(&str, &str, &str, f64); 5] = [
         (
             names::WORKER_PROCESSES,
             "gauge",
             "Worker processes ready (supervisor).",
-            ready as f64,
+            counts.ready as f64,
         ),
         (
             names::PROCESS_RESTARTS,
             "counter",
             "Worker processes replaced after dying.",
-            restarts as f64,
+            counts.restarts as f64,
         ),
         (
             names::PROCESS_RECYCLES,
             "counter",
             "Worker processes recycled after --max-requests.",
-            recycles as f64,
+            counts.recycles as f64,
         ),
         (
             names::RELOADS,
             "counter",
             "Reloads (--touch-reload, SIGHUP).",
-            reloads as f64,
+            counts.reloads as f64,
+        ),
+        (
+            names::RELOAD_FAILURES,
+            "counter",
+            "Reloads that failed: a new worker process exited before the new generation was ready; the old one kept serving.",
+            counts.reload_failures as f64,
         ),
     ];
     for (name, kind, help, value) in families {

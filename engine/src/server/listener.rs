@@ -1,5 +1,13 @@
 //! Binding listeners before any worker starts: one SO_REUSEPORT socket per worker for each TCP
 //! address, one shared socket for each Unix path.
+//!
+//! SO_REUSEPORT lets any socket of the same user join a port's group, so a second ringfast
+//! started on a port already in use would silently take part of the traffic. Before binding its
+//! group, [`bind`] therefore binds a probe socket *without* SO_REUSEPORT: the kernel refuses it
+//! when anything else holds the port (a listener of another process, with or without
+//! SO_REUSEPORT), and then ringfast refuses to start, as it does for a live Unix socket. Only the
+//! engine's own worker sockets share a port. Prefork reloads and recycles never bind again (the
+//! worker processes inherit the supervisor's sockets), nor do inherited (`fd:N`) listeners.
 
 use std::io;
 use std::net::SocketAddr;
@@ -154,6 +162,10 @@ pub(crate) fn bind(
     };
     match addr {
         ListenAddr::Tcp(a) => {
+            // Port 0 asks the kernel for a port nobody uses; any other port is probed first.
+            if a.port() != 0 {
+                probe_tcp(*a).map_err(err)?;
+            }
             let first = bind_tcp(*a, backlog).map_err(err)?;
             // With port 0, the kernel picked a port: the other workers bind that one.
             let actual = first.local_addr().map_err(err)?;
@@ -177,6 +189,26 @@ pub(crate) fn bind(
             let listener = adopt(*fd).map_err(err)?;
             Ok(Bound::Inherited { fd: *fd, listener })
         }
+    }
+}
+
+/// Binds (and closes) a socket without SO_REUSEPORT on `addr`: fails with `AddrInUse` when
+/// another socket holds the port, even one in a SO_REUSEPORT group that ringfast's own sockets
+/// could otherwise join. SO_REUSEADDR is set, as on the real sockets, so connections of a
+/// previous run in TIME_WAIT do not count.
+fn probe_tcp(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    match socket.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this port (is ringfast already running?)",
+        )),
+        Err(e) => Err(e),
     }
 }
 
@@ -251,6 +283,26 @@ mod tests {
         assert!(path.exists());
         bind(&addr, 1, 16, 0o660).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_even_with_reuseport() {
+        // Another server's SO_REUSEPORT group, as a second ringfast would find it.
+        let first = bind(&"127.0.0.1:0".parse().unwrap(), 2, 16, 0).unwrap();
+        let taken = first.addr();
+        let e = bind(&taken, 2, 16, 0).expect_err("the port is in use");
+        assert!(
+            e.to_string().contains("another process is listening"),
+            "{e}"
+        );
+        // A plain listener without SO_REUSEPORT.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ListenAddr::Tcp(plain.local_addr().unwrap());
+        assert!(bind(&addr, 1, 16, 0).is_err());
+        // Once both are closed, the ports are free again.
+        drop((first, plain));
+        bind(&taken, 2, 16, 0).unwrap();
+        bind(&addr, 1, 16, 0).unwrap();
     }
 
     #[test]

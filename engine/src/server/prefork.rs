@@ -11,18 +11,27 @@
 //! - A process that dies after it was ready is replaced (at most once a second per slot).
 //! - A process that spent its `--max-requests` budget says so and stops; its replacement is
 //!   started at once, so the slot is never empty for long.
-//! - Reload (`--touch-reload FILE` touched, or SIGHUP): every slot gets a new process; each old
-//!   one is stopped gracefully when its successor is ready. The listeners stay open throughout,
-//!   so connections wait in the backlog at worst and no request is refused.
-//! - A process that exits before it was ready (the application failed to load) stops
-//!   everything: the supervisor exits non-zero, as a single process would. One killed by a
-//!   signal before it was ready is replaced.
+//! - Reload (`--touch-reload FILE` touched, or SIGHUP): every slot gets a new process (the next
+//!   generation) while the old ones keep serving. Once every new process is ready, the old ones
+//!   are stopped gracefully. The listeners stay open throughout, so connections wait in the
+//!   backlog at worst and no request is refused.
+//! - A reload whose new process exits before it was ready (the application fails to load: a
+//!   syntax error, a missing module) fails as a whole: the new processes are stopped, the old
+//!   generation keeps serving, the failure is logged and counted in
+//!   `ringfast_reload_failures_total`, and the next reload tries again. A reload during a reload
+//!   replaces the generation still starting.
+//! - A process that exits before it was ready at the first start (the application cannot load)
+//!   stops everything: the supervisor exits non-zero, as a single process would. Once the site
+//!   has served, a replacement that fails to load does not stop the others: it is retried,
+//!   waiting twice as long after each failure (up to 30 s). One killed by a signal before it was
+//!   ready is replaced.
 //! - SIGTERM or SIGINT: the supervisor forwards SIGTERM to every process, which stops
 //!   gracefully; after the shutdown timeout (plus a margin) what is left is killed. A second
 //!   SIGINT kills at once and exits 130.
 //! - `/metrics` is served by the supervisor: it asks each ready process for its page and merges
-//!   them (worker labels are unique across processes), adding `ringfast_worker_processes` and
-//!   `ringfast_process_restarts_total`.
+//!   them (worker labels are unique across processes), adding `ringfast_worker_processes`,
+//!   `ringfast_process_restarts_total`, `ringfast_reloads_total` and
+//!   `ringfast_reload_failures_total`.
 //! - Each process has PR_SET_PDEATHSIG, so it stops if the supervisor dies.
 
 use std::net::TcpListener;
@@ -55,30 +64,51 @@ pub(crate) struct ChildRole {
 
 /// The smallest gap between two starts of the same slot.
 const RESPAWN_GAP: Duration = Duration::from_secs(1);
+/// The longest wait before starting a slot again whose processes keep failing to load.
+const MAX_RESPAWN_GAP: Duration = Duration::from_secs(30);
 /// How long the supervisor waits for a process's metrics page.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Extra time after the shutdown timeout before the remaining processes are killed.
 const KILL_MARGIN: Duration = Duration::from_secs(3);
 
-#[derive(Debug)]
-enum SlotState {
+/// Whether a worker process has said it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
     /// Forked; waiting for its ready frame.
     Starting,
     /// Serving.
     Ready,
-    /// No process (exited; maybe waiting to be replaced).
-    Empty,
+}
+
+/// Where a freshly forked process goes in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// It serves the slot (first start, replacement, recycle).
+    Current,
+    /// It belongs to the generation a reload is starting.
+    Next,
+}
+
+/// One worker process the supervisor forked.
+#[derive(Debug)]
+struct Child {
+    pid: libc::pid_t,
+    phase: Phase,
+    channel: Option<SupervisorEnd>,
 }
 
 #[derive(Debug)]
 struct Slot {
-    pid: libc::pid_t,
-    state: SlotState,
-    channel: Option<SupervisorEnd>,
+    /// The process serving the slot (or starting to), if any.
+    current: Option<Child>,
+    /// A reload's new process, kept apart until the whole new generation is ready.
+    next: Option<Child>,
+    /// When `current` was last started: the respawn gap counts from it.
     started: Instant,
+    /// When to start a replacement for a missing `current`.
     respawn_at: Option<Instant>,
-    /// Predecessors to stop once this slot's process is ready (reload).
-    to_retire: Vec<libc::pid_t>,
+    /// Processes of this slot in a row that exited before they were ready.
+    load_failures: u32,
     /// Predecessors stopping (signalled, or recycling themselves).
     retiring: Vec<libc::pid_t>,
 }
@@ -86,24 +116,42 @@ struct Slot {
 impl Slot {
     fn empty() -> Slot {
         Slot {
-            pid: 0,
-            state: SlotState::Empty,
-            channel: None,
+            current: None,
+            next: None,
             started: Instant::now(),
             respawn_at: None,
-            to_retire: Vec::new(),
+            load_failures: 0,
             retiring: Vec::new(),
         }
     }
 
-    /// Every live process of the slot: current and predecessors.
+    fn child_mut(&mut self, place: Place) -> Option<&mut Child> {
+        match place {
+            Place::Current => self.current.as_mut(),
+            Place::Next => self.next.as_mut(),
+        }
+    }
+
+    /// Every live process of the slot: current, next and predecessors.
     fn pids(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
-        let current = (!matches!(self.state, SlotState::Empty)).then_some(self.pid);
-        current
-            .into_iter()
-            .chain(self.to_retire.iter().copied())
+        self.current
+            .iter()
+            .chain(self.next.iter())
+            .map(|c| c.pid)
             .chain(self.retiring.iter().copied())
     }
+
+    /// Moves `child` to the predecessors and asks it to stop gracefully.
+    fn retire(&mut self, child: Child) {
+        signal(child.pid, libc::SIGTERM);
+        self.retiring.push(child.pid);
+    }
+}
+
+/// Sends `sig` to one of the supervisor's children.
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill with the pid of a child not yet reaped (so not reused) and a valid signal.
+    unsafe { libc::kill(pid, sig) };
 }
 
 /// The supervisor's state.
@@ -117,10 +165,13 @@ struct Supervisor {
     restarts: u64,
     recycles: u64,
     reloads: u64,
+    reload_failures: u64,
     touch_file: Option<(std::path::PathBuf, Option<std::time::SystemTime>)>,
     stopping: Option<Instant>,
     failed: bool,
-    all_ready_logged: bool,
+    /// Every slot had a ready process at some point: the application loads, so a later load
+    /// failure is not a reason to stop.
+    served: bool,
 }
 
 /// Forks the worker processes (see the module docs). Returns [`Forked::Serve`] in each worker
@@ -148,10 +199,11 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
         restarts: 0,
         recycles: 0,
         reloads: 0,
+        reload_failures: 0,
         touch_file: None,
         stopping: None,
         failed: false,
-        all_ready_logged: false,
+        served: false,
     };
     for (p, b) in &sup.server.bound {
         tracing::info!(protocol = p.name(), addr = %b.addr(), processes = n, "listening");
@@ -163,7 +215,7 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
     }
     for slot in 0..n {
         sup.slots.push(Slot::empty());
-        if let Some(child) = sup.spawn(slot)? {
+        if let Some(child) = sup.spawn(slot, Place::Current)? {
             return Ok(Forked::Serve(Box::new(sup.into_child(child))));
         }
     }
@@ -205,8 +257,12 @@ fn block_signals() -> std::io::Result<(libc::sigset_t, OwnedFd)> {
 }
 
 impl Supervisor {
-    /// Forks the process for `slot`. Returns `Some` in the child.
-    fn spawn(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+    /// Forks a process for `slot`, to go in `place`. Returns `Some` in the child.
+    fn spawn(
+        &mut self,
+        slot: usize,
+        place: Place,
+    ) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         let (sup_end, worker_end) = control::pair().map_err(supervisor_error)?;
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the supervisor is single-threaded, so the child starts in a consistent state.
@@ -228,13 +284,24 @@ impl Supervisor {
             return Ok(Some((slot, worker_end)));
         }
         drop(worker_end);
-        tracing::info!(slot, pid, "worker process started");
+        let child = Child {
+            pid,
+            phase: Phase::Starting,
+            channel: Some(sup_end),
+        };
         let s = &mut self.slots[slot];
-        s.pid = pid;
-        s.state = SlotState::Starting;
-        s.channel = Some(sup_end);
-        s.started = Instant::now();
-        s.respawn_at = None;
+        match place {
+            Place::Current => {
+                tracing::info!(slot, pid, "worker process started");
+                s.current = Some(child);
+                s.started = Instant::now();
+                s.respawn_at = None;
+            }
+            Place::Next => {
+                tracing::info!(slot, pid, reload = true, "worker process started");
+                s.next = Some(child);
+            }
+        }
         Ok(None)
     }
 
@@ -294,6 +361,7 @@ impl Supervisor {
             restarts = self.restarts,
             recycles = self.recycles,
             reloads = self.reloads,
+            reload_failures = self.reload_failures,
             "supervisor stopped"
         );
         Ok(Forked::Exit(i32::from(self.failed)))
@@ -315,22 +383,94 @@ impl Supervisor {
         now.is_some()
     }
 
-    /// Starts a new process in every slot; each predecessor is stopped once its successor is
-    /// ready. Returns `Some` in a child.
+    /// Starts the next generation: a new process for every slot, next to the one serving it
+    /// (an empty slot gets its process at once). The old processes are stopped when the whole
+    /// generation is ready ([`Supervisor::commit_if_ready`]). Returns `Some` in a child.
     fn reload(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         self.reloads += 1;
         for slot in 0..self.slots.len() {
             let s = &mut self.slots[slot];
-            if !matches!(s.state, SlotState::Empty) {
-                s.to_retire.push(s.pid);
-                s.state = SlotState::Empty;
-                s.channel = None;
+            // A generation still starting is superseded by this one.
+            if let Some(stale) = s.next.take() {
+                tracing::info!(
+                    slot,
+                    pid = stale.pid,
+                    "stopping a new worker process of the previous, unfinished reload"
+                );
+                s.retire(stale);
             }
-            if let Some(child) = self.spawn(slot)? {
+            let place = if s.current.is_some() {
+                Place::Next
+            } else {
+                Place::Current
+            };
+            if let Some(child) = self.spawn(slot, place)? {
                 return Ok(Some(child));
             }
         }
         Ok(None)
+    }
+
+    /// Once every process of the new generation is ready, it takes over: each old process is
+    /// stopped gracefully.
+    fn commit_if_ready(&mut self) {
+        let mut pending = self.slots.iter().filter_map(|s| s.next.as_ref()).peekable();
+        if pending.peek().is_none() || pending.any(|c| c.phase != Phase::Ready) {
+            return;
+        }
+        for s in &mut self.slots {
+            let Some(next) = s.next.take() else {
+                continue;
+            };
+            if let Some(old) = s.current.take() {
+                s.retire(old);
+            }
+            s.current = Some(next);
+            s.respawn_at = None;
+            s.load_failures = 0;
+        }
+        tracing::info!(
+            processes = self.slots.len(),
+            "reload complete: the new worker processes serve; the previous ones finish their requests"
+        );
+        self.note_all_ready();
+    }
+
+    /// A process of the new generation exited before the generation took over: the reload
+    /// failed. The rest of the new generation is stopped and the old one keeps serving.
+    fn abort_reload(&mut self) {
+        self.reload_failures += 1;
+        for slot in 0..self.slots.len() {
+            let s = &mut self.slots[slot];
+            if let Some(next) = s.next.take() {
+                s.retire(next);
+            }
+            // Its old process died meanwhile: start one (it loads what is there now).
+            if s.current.is_none() && s.respawn_at.is_none() {
+                self.schedule_respawn(slot);
+            }
+        }
+    }
+
+    /// Logs once that every slot is served.
+    fn note_all_ready(&mut self) {
+        let all = self
+            .slots
+            .iter()
+            .all(|s| s.current.as_ref().is_some_and(|c| c.phase == Phase::Ready));
+        if all && !self.served {
+            self.served = true;
+            tracing::info!(processes = self.slots.len(), "all worker processes ready");
+        }
+    }
+
+    /// Plans the start of a process for an empty slot: a second after the last start at the
+    /// soonest, twice as long after each load failure in a row (up to [`MAX_RESPAWN_GAP`]).
+    fn schedule_respawn(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        let doublings = s.load_failures.saturating_sub(1).min(5);
+        let gap = (RESPAWN_GAP * (1u32 << doublings)).min(MAX_RESPAWN_GAP);
+        s.respawn_at = Some((s.started + gap).max(Instant::now()));
     }
 
     /// Starts the replacements whose time has come. Returns `Some` in a child.
@@ -340,10 +480,16 @@ impl Supervisor {
         }
         let now = Instant::now();
         for slot in 0..self.slots.len() {
-            if self.slots[slot].respawn_at.is_some_and(|t| t <= now) {
-                if let Some(child) = self.spawn(slot)? {
-                    return Ok(Some(child));
-                }
+            let s = &mut self.slots[slot];
+            if s.respawn_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            s.respawn_at = None;
+            if s.current.is_some() {
+                continue;
+            }
+            if let Some(child) = self.spawn(slot, Place::Current)? {
+                return Ok(Some(child));
             }
         }
         Ok(None)
@@ -367,13 +513,15 @@ impl Supervisor {
         let first_channel = fds.len();
         let mut polled = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(ch) = &s.channel {
-                fds.push(libc::pollfd {
-                    fd: ch.as_fd().as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                polled.push(i);
+            for (place, child) in [(Place::Current, &s.current), (Place::Next, &s.next)] {
+                if let Some(ch) = child.as_ref().and_then(|c| c.channel.as_ref()) {
+                    fds.push(libc::pollfd {
+                        fd: ch.as_fd().as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    polled.push((i, place));
+                }
             }
         }
         let timeout = self.poll_timeout();
@@ -386,9 +534,9 @@ impl Supervisor {
             }
             return Err(supervisor_error(e));
         }
-        for (k, &slot) in polled.iter().enumerate() {
+        for (k, &(slot, place)) in polled.iter().enumerate() {
             if fds[first_channel + k].revents != 0 {
-                if let Some(child) = self.on_channel(slot)? {
+                if let Some(child) = self.on_channel(slot, place)? {
                     return Ok(Some(child));
                 }
             }
@@ -398,11 +546,12 @@ impl Supervisor {
             // A retirement notice may have arrived during a query.
             for slot in 0..self.slots.len() {
                 let noticed = self.slots[slot]
-                    .channel
+                    .current
                     .as_mut()
+                    .and_then(|c| c.channel.as_mut())
                     .is_some_and(|c| c.take_retiring());
                 if noticed {
-                    if let Some(child) = self.on_retiring(slot)? {
+                    if let Some(child) = self.on_retiring(slot, Place::Current)? {
                         return Ok(Some(child));
                     }
                 }
@@ -427,51 +576,66 @@ impl Supervisor {
         next.min(Duration::from_secs(1)).as_millis() as libc::c_int
     }
 
-    fn on_channel(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+    fn on_channel(
+        &mut self,
+        slot: usize,
+        place: Place,
+    ) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         let s = &mut self.slots[slot];
-        let Some(ch) = s.channel.as_mut() else {
+        let Some(child) = s.child_mut(place) else {
+            return Ok(None);
+        };
+        let Some(ch) = child.channel.as_mut() else {
             return Ok(None);
         };
         match ch.read_event() {
             Event::Ready => {
-                s.state = SlotState::Ready;
-                tracing::info!(slot, pid = s.pid, "worker process ready");
-                for old in std::mem::take(&mut s.to_retire) {
-                    // SAFETY: kill with a pid of our own child and a valid signal.
-                    unsafe { libc::kill(old, libc::SIGTERM) };
-                    s.retiring.push(old);
-                }
-                let all = self
-                    .slots
-                    .iter()
-                    .all(|s| matches!(s.state, SlotState::Ready));
-                if all && !self.all_ready_logged {
-                    self.all_ready_logged = true;
-                    tracing::info!(processes = self.slots.len(), "all worker processes ready");
+                child.phase = Phase::Ready;
+                let pid = child.pid;
+                match place {
+                    Place::Current => {
+                        s.load_failures = 0;
+                        tracing::info!(slot, pid, "worker process ready");
+                        self.note_all_ready();
+                    }
+                    Place::Next => {
+                        tracing::info!(slot, pid, reload = true, "worker process ready");
+                        self.commit_if_ready();
+                    }
                 }
                 Ok(None)
             }
-            Event::Retiring => self.on_retiring(slot),
+            Event::Retiring => self.on_retiring(slot, place),
             Event::Stale => Ok(None),
             // Its exit arrives as SIGCHLD; stop polling the closed channel.
             Event::Closed => {
-                s.channel = None;
+                child.channel = None;
                 Ok(None)
             }
         }
     }
 
-    /// The slot's process spent its request budget and is stopping: start its successor now.
-    fn on_retiring(&mut self, slot: usize) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
-        let s = &mut self.slots[slot];
-        if matches!(s.state, SlotState::Empty) || self.stopping.is_some() {
+    /// The process spent its request budget and is stopping: start its successor now.
+    fn on_retiring(
+        &mut self,
+        slot: usize,
+        place: Place,
+    ) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        if self.stopping.is_some() {
             return Ok(None);
         }
-        s.retiring.push(s.pid);
-        s.state = SlotState::Empty;
-        s.channel = None;
+        let s = &mut self.slots[slot];
+        let child = match place {
+            Place::Current => s.current.take(),
+            Place::Next => s.next.take(),
+        };
+        let Some(child) = child else {
+            return Ok(None);
+        };
+        // It stops by itself.
+        s.retiring.push(child.pid);
         self.recycles += 1;
-        self.spawn(slot)
+        self.spawn(slot, place)
     }
 
     fn on_signals(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
@@ -534,13 +698,9 @@ impl Supervisor {
     }
 
     fn kill_all(&mut self, sig: libc::c_int) {
-        for s in &mut self.slots {
-            // Predecessors waiting for a successor are stopped now too.
-            let waiting = std::mem::take(&mut s.to_retire);
-            s.retiring.extend(waiting);
+        for s in &self.slots {
             for pid in s.pids() {
-                // SAFETY: kill with a pid of our own child and a valid signal.
-                unsafe { libc::kill(pid, sig) };
+                signal(pid, sig);
             }
         }
     }
@@ -573,45 +733,86 @@ impl Supervisor {
     fn on_exit(&mut self, pid: libc::pid_t, status: libc::c_int) {
         let how = describe_status(status);
         for (slot, s) in self.slots.iter_mut().enumerate() {
-            let before = s.retiring.len() + s.to_retire.len();
+            let before = s.retiring.len();
             s.retiring.retain(|p| *p != pid);
-            s.to_retire.retain(|p| *p != pid);
-            if s.retiring.len() + s.to_retire.len() != before {
+            if s.retiring.len() != before {
                 tracing::info!(slot, pid, status = %how, "previous worker process exited");
                 return;
             }
         }
+        let stopping = self.stopping.is_some();
+        // A process of the generation a reload is starting.
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .position(|s| s.next.as_ref().is_some_and(|c| c.pid == pid))
+        {
+            let next = self.slots[slot].next.take();
+            if stopping {
+                tracing::info!(slot, pid, status = %how, "worker process stopped");
+                return;
+            }
+            let when = match next.map(|c| c.phase) {
+                Some(Phase::Ready) => "before the reload completed",
+                _ => "before it was ready (see its error above)",
+            };
+            tracing::error!(
+                slot,
+                pid,
+                status = %how,
+                "reload failed: a new worker process exited {when}; the previous worker \
+                 processes keep serving, and the next reload (SIGHUP, --touch-reload) tries again"
+            );
+            self.abort_reload();
+            return;
+        }
         let Some(slot) = self
             .slots
             .iter()
-            .position(|s| s.pid == pid && !matches!(s.state, SlotState::Empty))
+            .position(|s| s.current.as_ref().is_some_and(|c| c.pid == pid))
         else {
             return;
         };
-        let stopping = self.stopping.is_some();
+        let Some(child) = self.slots[slot].current.take() else {
+            return;
+        };
+        if stopping {
+            tracing::info!(slot, pid, status = %how, "worker process stopped");
+            return;
+        }
+        // It exited on its own before it was ready: the application failed to load. (Killed
+        // by a signal: replaced below.)
+        let failed_load = child.phase == Phase::Starting && libc::WIFEXITED(status);
+        if failed_load && !self.served {
+            // At the first start every replacement would fail the same way.
+            tracing::error!(
+                slot,
+                pid,
+                status = %how,
+                "worker process exited before it was ready; stopping"
+            );
+            self.failed = true;
+            self.begin_stop();
+            return;
+        }
+        self.restarts += 1;
         let s = &mut self.slots[slot];
-        let was = std::mem::replace(&mut s.state, SlotState::Empty);
-        s.channel = None;
-        match was {
-            _ if stopping => tracing::info!(slot, pid, status = %how, "worker process stopped"),
-            // It exited on its own before it was ready: the application failed to load, and
-            // every replacement would fail the same way. (Killed by a signal: replaced below.)
-            SlotState::Starting if libc::WIFEXITED(status) => {
-                tracing::error!(
-                    slot,
-                    pid,
-                    status = %how,
-                    "worker process exited before it was ready; stopping"
-                );
-                self.failed = true;
-                self.begin_stop();
-            }
-            SlotState::Starting | SlotState::Ready | SlotState::Empty => {
-                let at = (s.started + RESPAWN_GAP).max(Instant::now());
-                s.respawn_at = Some(at);
-                self.restarts += 1;
-                tracing::warn!(slot, pid, status = %how, "worker process died; replacing it");
-            }
+        if failed_load {
+            s.load_failures += 1;
+            tracing::error!(
+                slot,
+                pid,
+                status = %how,
+                failures = s.load_failures,
+                "worker process exited before it was ready (see its error above); the other \
+                 worker processes keep serving; trying again"
+            );
+        } else {
+            tracing::warn!(slot, pid, status = %how, "worker process died; replacing it");
+        }
+        // A reload under way fills the slot (or starts it again if it fails).
+        if s.next.is_none() {
+            self.schedule_respawn(slot);
         }
     }
 
@@ -639,14 +840,20 @@ impl Supervisor {
         }
     }
 
+    /// The serving processes' pages merged with the supervisor's own. A new generation's
+    /// processes are left out until they take over: their worker labels are the same as their
+    /// predecessors'.
     fn merged_page(&mut self) -> String {
         let mut merger = crate::metrics::Merger::new();
         let mut ready = 0;
         for s in &mut self.slots {
-            if !matches!(s.state, SlotState::Ready) {
+            let Some(child) = s.current.as_mut() else {
+                continue;
+            };
+            if child.phase != Phase::Ready {
                 continue;
             }
-            let Some(ch) = s.channel.as_mut() else {
+            let Some(ch) = child.channel.as_mut() else {
                 continue;
             };
             match ch.query_page(PAGE_TIMEOUT) {
@@ -654,15 +861,20 @@ impl Supervisor {
                     merger.add(&page);
                     ready += 1;
                 }
-                Err(e) => tracing::warn!(pid = s.pid, error = %e, "no metrics from worker process"),
+                Err(e) => {
+                    tracing::warn!(pid = child.pid, error = %e, "no metrics from worker process")
+                }
             }
         }
         if self.metrics {
             merger.add(&crate::metrics::supervisor_page(
-                ready,
-                self.restarts,
-                self.recycles,
-                self.reloads,
+                &crate::metrics::SupervisorCounts {
+                    ready,
+                    restarts: self.restarts,
+                    recycles: self.recycles,
+                    reloads: self.reloads,
+                    reload_failures: self.reload_failures,
+                },
             ));
         }
         merger.render()
