@@ -13,6 +13,7 @@ use crate::model::{Model, RowKey};
 use crate::render;
 use crate::scrape::{self, ScrapeEvent, Target};
 use crate::text;
+use crate::tty::{Input, Waited};
 use crate::view;
 
 /// How often the screen is redrawn when nothing happens (ages and uptime move on).
@@ -27,35 +28,60 @@ pub fn start_scrapers(targets: &[Target], interval: Duration) -> io::Result<Rece
     Ok(rx)
 }
 
-/// Runs the interactive dashboard until a quit key, or until `stop` is set (SIGTERM, SIGHUP:
-/// the caller registers them, so the terminal is restored then too). The caller sets the
-/// terminal up (and restores it after, also on panic).
+/// Why the dashboard ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// A quit key.
+    Quit,
+    /// `stop` was set (SIGTERM, SIGHUP).
+    Stopped,
+    /// The terminal went away (hung up, end of input, an error): the reason.
+    TerminalGone(String),
+}
+
+/// Runs the interactive dashboard until a quit key, until `stop` is set (SIGTERM, SIGHUP: the
+/// caller registers them, so the terminal is restored then too), or until the terminal `input`
+/// watches goes away. The caller sets the terminal up (and restores it after, also on panic).
+/// An error writing to the terminal is returned.
 pub fn run(
     terminal: &mut DefaultTerminal,
     mut model: Model,
     events: Receiver<ScrapeEvent>,
+    input: &Input,
     stop: &AtomicBool,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     let mut dash = view::build(&model, Instant::now());
     loop {
         terminal.draw(|frame| render::draw(frame, &dash))?;
-        if event::poll(REDRAW)? {
-            match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    if let Some(action) = keys::action_for(&key) {
-                        let rows: Vec<RowKey> = dash.table.rows.iter().map(|r| r.key).collect();
-                        model.on_action(action, Instant::now(), &rows);
+        // crossterm is asked only when bytes are waiting: on a terminal that went away its
+        // reader would retry for ever (see `tty`).
+        match input.wait(REDRAW) {
+            Waited::Input => {
+                while event::poll(Duration::ZERO)? {
+                    match event::read()? {
+                        Event::Key(key) if key.kind != KeyEventKind::Release => {
+                            if let Some(action) = keys::action_for(&key) {
+                                let rows: Vec<RowKey> =
+                                    dash.table.rows.iter().map(|r| r.key).collect();
+                                model.on_action(action, Instant::now(), &rows);
+                            }
+                        }
+                        // A resize needs nothing but the redraw below; other events are ignored.
+                        _ => {}
                     }
                 }
-                // A resize needs nothing but the redraw below; other events are ignored.
-                _ => {}
             }
+            Waited::Idle => {}
+            Waited::Gone(why) => return Ok(Ended::TerminalGone(why)),
         }
         while let Ok(event) = events.try_recv() {
             model.on_scrape(event);
         }
-        if model.quit || stop.load(Ordering::Relaxed) {
-            return Ok(());
+        if model.quit {
+            return Ok(Ended::Quit);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Ended::Stopped);
         }
         dash = view::build(&model, Instant::now());
     }

@@ -5,7 +5,7 @@
 //! quantiles, [`reset`] spots engine restarts, [`history`] keeps the scrapes, [`scrape`] fetches
 //! pages on threads of their own, [`model`] holds the state keys change, [`view`] computes what
 //! the screen shows, [`render`] draws it and [`text`] prints it for `--once`; [`app`] runs the
-//! terminal loop.
+//! terminal loop, and [`tty`] watches the terminal so that one that went away ends it.
 
 pub mod app;
 pub mod format;
@@ -20,4 +20,5 @@ pub mod reset;
 pub mod scrape;
 pub mod snapshot;
 pub mod text;
+pub mod tty;
 pub mod view;
