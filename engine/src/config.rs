@@ -218,11 +218,12 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub ring_entries: u32,
 
-    /// The I/O loop of each worker: `ring` (a native io_uring loop: multishot accept and
-    /// receive, provided buffers, handlers polled inline) or `tokio-uring` (tokio-uring for
-    /// FastCGI, tokio's epoll reactor for SCGI and AJP13). `ring` serves FastCGI listeners only
-    /// for now: with an SCGI or AJP listener, or where a ring cannot be set up, the workers run
-    /// on `tokio-uring`, with a log line saying so.
+    /// The I/O loop of each worker: `ring` (the native loop on io_uring: multishot accept and
+    /// receive, provided buffers, handlers polled inline), `epoll` (the same native loop on
+    /// epoll readiness) or `tokio-uring` (tokio-uring for FastCGI, tokio's epoll reactor for
+    /// SCGI and AJP13). Where a ring cannot be set up (an old kernel,
+    /// `kernel.io_uring_disabled`, a seccomp filter), `ring` runs on `epoll`, with a log line
+    /// saying why.
     #[arg(long = "io", env = "RINGFAST_IO", value_name = "LOOP", value_enum, default_value_t = IoLoop::Ring)]
     pub io: IoLoop,
 
@@ -243,8 +244,10 @@ pub struct Config {
 /// Which I/O loop the workers run (`--io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IoLoop {
-    /// The native io_uring loop (engine/src/server/native).
+    /// The native loop (engine/src/server/native) on io_uring.
     Ring,
+    /// The native loop on epoll (engine/src/io/poller).
+    Epoll,
     /// tokio-uring for FastCGI and tokio's epoll reactor for SCGI and AJP13.
     TokioUring,
 }
@@ -254,6 +257,7 @@ impl IoLoop {
     pub fn name(self) -> &'static str {
         match self {
             IoLoop::Ring => "ring",
+            IoLoop::Epoll => "epoll",
             IoLoop::TokioUring => "tokio-uring",
         }
     }

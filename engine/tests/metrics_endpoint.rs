@@ -132,11 +132,11 @@ fn counts_are_exact_and_promtool_accepts_the_page() {
         .find(|s| s.name == "ringfast_build_info")
         .expect("ringfast_build_info");
     assert_eq!(info.value, 1.0);
-    // FastCGI listeners only: the native ring, unless the suite runs on tokio-uring.
-    let backend = if std::env::var("RINGFAST_IO").as_deref() == Ok("tokio-uring") {
-        engine::metrics::IO_BACKEND_TOKIO
-    } else {
-        engine::metrics::IO_BACKEND_RING
+    // The native ring, unless the suite runs on tokio-uring or epoll.
+    let backend = match std::env::var("RINGFAST_IO").as_deref() {
+        Ok("tokio-uring") => engine::metrics::IO_BACKEND_TOKIO,
+        Ok("epoll") => <engine::io::poller::Poller as engine::io::loop_io::LoopIo>::NAME,
+        _ => engine::metrics::IO_BACKEND_RING,
     };
     assert!(info
         .labels

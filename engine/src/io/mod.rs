@@ -21,6 +21,10 @@
 //! backend keeps the same contract.
 
 mod epoll;
+/// The shape both implementations of the per-core loop's I/O share ([`loop_io::LoopIo`]).
+pub mod loop_io;
+/// The epoll implementation of the per-core loop's I/O: the ring's operations on readiness.
+pub mod poller;
 /// The native io_uring layer (multishot accept and receive, buffer rings, linked ops) the per-core event loop sits on.
 pub mod ring;
 pub(crate) mod timers;

@@ -128,8 +128,9 @@ pub struct Server {
     /// This process removes the Unix socket files it bound and the pidfile when it is done
     /// (not a forked worker process, not the parent left behind by `--daemonize`).
     owns_files: bool,
-    /// The workers run the native ring (see [`native_loop`]).
-    native: bool,
+    /// The native loop the workers run, and on which I/O (see [`native_loop`]); `None`:
+    /// tokio-uring.
+    native: Option<native::Backend>,
 }
 
 impl Server {
@@ -179,10 +180,9 @@ impl Server {
             }
         }
         let native = native_loop(&config);
-        crate::metrics::set_io_backend(if native {
-            crate::metrics::IO_BACKEND_RING
-        } else {
-            crate::metrics::IO_BACKEND_TOKIO
+        crate::metrics::set_io_backend(match native {
+            Some(backend) => backend.name(),
+            None => crate::metrics::IO_BACKEND_TOKIO,
         });
         let metrics = crate::metrics::Exporter::from_option(config.metrics)
             .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
@@ -367,10 +367,9 @@ impl Server {
                         metrics,
                         budget,
                     };
-                    let result = if native {
-                        native::run(spec, dispatch::run_handler::<H>)
-                    } else {
-                        worker::run(spec)
+                    let result = match native {
+                        Some(backend) => native::run_on(backend, spec, dispatch::run_handler::<H>),
+                        None => worker::run(spec),
                     };
                     let _ = done_tx.send((index, result));
                 })
@@ -447,19 +446,24 @@ impl Drop for Server {
     }
 }
 
-/// True when the workers run the native ring (`--io ring`, the default): a ring with the
-/// features the loop needs can be set up here. Otherwise they run on tokio-uring, and the
-/// reason is logged.
-fn native_loop(config: &Config) -> bool {
-    if config.io != crate::config::IoLoop::Ring {
-        return false;
-    }
-    match native::available(config.ring_entries) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot set up the native ring; the workers run on tokio-uring");
-            false
-        }
+/// The native loop's I/O the workers run: `--io ring` (the default) where a ring with the
+/// features the loop needs can be set up, epoll otherwise (the reason is logged) or with
+/// `--io epoll`; `None` for `--io tokio-uring`.
+fn native_loop(config: &Config) -> Option<native::Backend> {
+    use crate::config::IoLoop;
+    match config.io {
+        IoLoop::TokioUring => None,
+        IoLoop::Epoll => Some(native::Backend::Epoll),
+        IoLoop::Ring => match native::available(config.ring_entries) {
+            Ok(()) => Some(native::Backend::Ring),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot set up the native ring (io_uring); the workers run the native loop on epoll"
+                );
+                Some(native::Backend::Epoll)
+            }
+        },
     }
 }
 

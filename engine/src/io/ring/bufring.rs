@@ -16,45 +16,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use super::{Ring, Shared};
+use super::{BufError, Ring, Shared};
 
 /// The largest ring the kernel accepts (2^15 entries).
 const MAX_ENTRIES: u32 = 1 << 15;
-
-/// Why a buffer ring could not be built or a buffer operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum BufError {
-    /// The buffer count is not a power of two in 1..=32768.
-    #[error("buffer count {0} is not a power of two in 1..=32768")]
-    InvalidCount(u32),
-    /// The buffer size is 0, or the whole mapping does not fit in memory.
-    #[error("buffer size {0} is invalid (0, or count × size too large)")]
-    InvalidSize(u32),
-    /// Mapping the memory or registering the ring failed.
-    #[error("buffer ring setup: {0}")]
-    Io(#[from] io::Error),
-    /// The buffer id is not in this ring.
-    #[error("buffer id {0} is out of range")]
-    OutOfRange(u16),
-    /// The buffer is owned by the kernel (already recycled, or never claimed).
-    #[error("buffer {0} is not held by the application (recycled twice, or not claimed)")]
-    NotHeld(u16),
-    /// The buffer was claimed already (a completion seen twice?).
-    #[error("buffer {0} is already claimed")]
-    AlreadyHeld(u16),
-}
-
-impl From<BufError> for io::Error {
-    fn from(e: BufError) -> io::Error {
-        match e {
-            BufError::Io(e) => e,
-            e @ (BufError::InvalidCount(_) | BufError::InvalidSize(_)) => {
-                io::Error::new(io::ErrorKind::InvalidInput, e)
-            }
-            e => io::Error::other(e),
-        }
-    }
-}
 
 /// An anonymous memory mapping, unmapped on drop.
 pub(super) struct Mapping {

@@ -53,19 +53,8 @@ use std::time::Duration;
 
 use io_uring::{cqueue, squeue, types, EnterFlags, IoUring};
 
-pub use bufring::{BufError, BufRing};
-pub use ops::{LinkMode, LinkedIds};
-
-/// `IORING_CQE_F_BUFFER`: the completion carries a provided-buffer id in its upper 16 bits.
-const CQE_F_BUFFER: u32 = 1 << 0;
-/// `IORING_CQE_F_MORE`: the operation that produced this completion is still armed.
-const CQE_F_MORE: u32 = 1 << 1;
-/// `IORING_CQE_F_SOCK_NONEMPTY`: the socket had more data after this receive.
-const CQE_F_SOCK_NONEMPTY: u32 = 1 << 2;
-/// `IORING_CQE_F_NOTIF`: a zero-copy send's notification (the buffer may be reused).
-const CQE_F_NOTIF: u32 = 1 << 3;
-/// `IORING_CQE_BUFFER_SHIFT`.
-const CQE_BUFFER_SHIFT: u32 = 16;
+pub use super::loop_io::{BufError, Completion, LinkMode, LinkedIds, Wait};
+pub use bufring::BufRing;
 
 /// A set of `io_uring_setup(2)` flags, with the kernel's bit values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,54 +147,6 @@ impl SetupFlags {
     }
 }
 
-/// One completion queue entry, copied out of the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    /// The `user_data` of the operation that completed.
-    pub user_data: u64,
-    /// The result: a count or descriptor when non-negative, `-errno` otherwise.
-    pub result: i32,
-    /// The `IORING_CQE_F_*` flags.
-    pub flags: u32,
-}
-
-impl Completion {
-    /// Whether the operation is still armed and will complete again (`IORING_CQE_F_MORE`).
-    /// A multishot operation's last completion has this clear.
-    pub fn more(&self) -> bool {
-        self.flags & CQE_F_MORE != 0
-    }
-
-    /// The provided buffer the kernel filled, if any (`IORING_CQE_F_BUFFER`). The caller must
-    /// [`claim`](BufRing::claim) it and later [`recycle`](BufRing::recycle) it.
-    pub fn buffer_id(&self) -> Option<u16> {
-        if self.flags & CQE_F_BUFFER != 0 {
-            Some((self.flags >> CQE_BUFFER_SHIFT) as u16)
-        } else {
-            None
-        }
-    }
-
-    /// Whether the socket still had data after this receive (`IORING_CQE_F_SOCK_NONEMPTY`).
-    pub fn sock_nonempty(&self) -> bool {
-        self.flags & CQE_F_SOCK_NONEMPTY != 0
-    }
-
-    /// Whether this is a zero-copy send's notification (`IORING_CQE_F_NOTIF`).
-    pub fn is_notif(&self) -> bool {
-        self.flags & CQE_F_NOTIF != 0
-    }
-
-    /// The result as `io::Result`: the non-negative value, or the error `-result`.
-    pub fn io_result(&self) -> io::Result<u32> {
-        if self.result >= 0 {
-            Ok(self.result as u32)
-        } else {
-            Err(io::Error::from_raw_os_error(-self.result))
-        }
-    }
-}
-
 impl From<&cqueue::Entry> for Completion {
     fn from(e: &cqueue::Entry) -> Self {
         Completion {
@@ -214,20 +155,6 @@ impl From<&cqueue::Entry> for Completion {
             flags: e.flags(),
         }
     }
-}
-
-/// How one [`Ring::submit_and_wait`] call ended. None of these is an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// Submitted; at least the wanted number of completions are ready (or none were wanted).
-    Ready,
-    /// The timeout passed first (`ETIME`). Submissions went through all the same.
-    TimedOut,
-    /// A signal interrupted the wait (`EINTR`).
-    Interrupted,
-    /// The kernel could not take more work until completions are reaped (`EBUSY`): drain
-    /// [`Ring::drain_completions`] and call again.
-    Busy,
 }
 
 /// What a [`Ring`] and its [`BufRing`]s share: the io_uring and the memory of buffer rings that

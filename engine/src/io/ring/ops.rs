@@ -8,30 +8,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::Ring;
-
-/// How [`Ring::send_shutdown_close`] links its three operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkMode {
-    /// `IOSQE_IO_LINK`: an operation that fails (including a short send) cancels the rest of the
-    /// chain, which completes with `-ECANCELED`. The descriptor is then **not** closed: the
-    /// caller must [`close`](Ring::close) it.
-    Soft,
-    /// `IOSQE_IO_HARDLINK`: every operation runs whatever the previous one returned, so the
-    /// descriptor is always closed. The right choice for a connection that is finished anyway.
-    Hard,
-}
-
-/// The `user_data` of each operation of [`Ring::send_shutdown_close`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkedIds {
-    /// The send's completion.
-    pub send: u64,
-    /// The shutdown's completion.
-    pub shutdown: u64,
-    /// The close's completion.
-    pub close: u64,
-}
+use super::{LinkMode, LinkedIds, Ring};
 
 impl Ring {
     /// A no-op that completes with result 0 (a marker, or a way to wake the loop).

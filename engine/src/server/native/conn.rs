@@ -9,6 +9,7 @@
 //! one linked batch.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use super::slots::HandlerSlots;
 use super::{user_data, Op, RECV_GROUP};
 use crate::app::exchange::{ConnOut, Exchange};
 use crate::app::{Handler, Request, Response};
-use crate::io::ring::{BufRing, Completion, LinkMode, LinkedIds, Ring};
+use crate::io::loop_io::{Completion, LinkMode, LinkedIds, LoopIo, RecvBufs};
 use crate::metrics::{ConnectionGuard, Limit, ProtocolErrorKind};
 use crate::server::dispatch::{prepare, refuse_request};
 use crate::server::listener::Protocol;
@@ -99,8 +100,8 @@ pub(super) struct Conn {
     _counted: Option<ConnectionGuard>,
 }
 
-/// Every connection of one worker.
-pub(super) struct ConnTable<H> {
+/// Every connection of one worker, on loop I/O `I` (the ring or the epoll poller).
+pub(super) struct ConnTable<H, I> {
     ctx: Rc<WorkerCtx<H>>,
     conns: Vec<Conn>,
     free: Vec<usize>,
@@ -120,9 +121,10 @@ pub(super) struct ConnTable<H> {
     /// also every exchange's "handler finished" signal, which nothing on this loop waits for
     /// (flushes find finished requests themselves), so one per worker serves them all.
     detached: (Rc<ConnOut>, Rc<Notify>),
+    _io: PhantomData<fn(&mut I)>,
 }
 
-impl<H: Handler> ConnTable<H> {
+impl<H: Handler, I: LoopIo> ConnTable<H, I> {
     pub(super) fn new(ctx: Rc<WorkerCtx<H>>) -> Self {
         let machines = MachineConfig::new(&ctx.limits);
         ConnTable {
@@ -141,6 +143,7 @@ impl<H: Handler> ConnTable<H> {
                 Rc::new(ConnOut::with_buffer(0, Vec::new())),
                 Rc::new(Notify::new()),
             ),
+            _io: PhantomData,
         }
     }
 
@@ -167,7 +170,7 @@ impl<H: Handler> ConnTable<H> {
     }
 
     /// Takes a newly accepted socket.
-    pub(super) fn accept(&mut self, ring: &mut Ring, fd: i32, protocol: Protocol) {
+    pub(super) fn accept(&mut self, ring: &mut I, fd: i32, protocol: Protocol) {
         let total = self.ctx.process_conn_opened();
         let overloaded = total > self.ctx.limits.max_conns;
         if overloaded {
@@ -259,8 +262,8 @@ impl<H: Handler> ConnTable<H> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_recv<M, F>(
         &mut self,
-        ring: &mut Ring,
-        bufs: &mut BufRing,
+        ring: &mut I,
+        bufs: &mut I::Bufs,
         index: usize,
         gen: u32,
         c: &Completion,
@@ -293,8 +296,8 @@ impl<H: Handler> ConnTable<H> {
     /// Handles a receive completion of a live connection (its buffer, if any, is claimed).
     fn received<M, F>(
         &mut self,
-        ring: &mut Ring,
-        bufs: &BufRing,
+        ring: &mut I,
+        bufs: &I::Bufs,
         index: usize,
         c: &Completion,
         handlers: &mut HandlerSlots<F>,
@@ -371,7 +374,7 @@ impl<H: Handler> ConnTable<H> {
         self.maybe_free(index);
     }
 
-    fn rearm(&mut self, ring: &mut Ring, index: usize) {
+    fn rearm(&mut self, ring: &mut I, index: usize) {
         let c = &mut self.conns[index];
         if c.recv_armed {
             return;
@@ -392,7 +395,7 @@ impl<H: Handler> ConnTable<H> {
     /// Decodes what is pending on connection `index`.
     fn feed_pending<M, F>(
         &mut self,
-        ring: &mut Ring,
+        ring: &mut I,
         index: usize,
         handlers: &mut HandlerSlots<F>,
         make: &M,
@@ -422,7 +425,7 @@ impl<H: Handler> ConnTable<H> {
     /// Returns the bytes used.
     fn feed<M, F>(
         &mut self,
-        ring: &mut Ring,
+        ring: &mut I,
         index: usize,
         input: &[u8],
         handlers: &mut HandlerSlots<F>,
@@ -662,7 +665,7 @@ impl<H: Handler> ConnTable<H> {
     }
 
     /// Handles the end of a send.
-    pub(super) fn on_send(&mut self, ring: &mut Ring, index: usize, gen: u32, result: i32) {
+    pub(super) fn on_send(&mut self, ring: &mut I, index: usize, gen: u32, result: i32) {
         let Some(c) = self.conns.get_mut(index) else {
             return;
         };
@@ -707,7 +710,7 @@ impl<H: Handler> ConnTable<H> {
         self.maybe_free(index);
     }
 
-    fn submit_send(&mut self, ring: &mut Ring, index: usize, then_close: bool) {
+    fn submit_send(&mut self, ring: &mut I, index: usize, then_close: bool) {
         let c = &mut self.conns[index];
         let ud = user_data(Op::Send, index, c.gen);
         let rest = &c.sending[c.sent..];
@@ -743,7 +746,7 @@ impl<H: Handler> ConnTable<H> {
         }
     }
 
-    fn submit_shutdown_close(&mut self, ring: &mut Ring, index: usize) {
+    fn submit_shutdown_close(&mut self, ring: &mut I, index: usize) {
         let c = &mut self.conns[index];
         c.close_submitted = true;
         let ids = LinkedIds {
@@ -796,7 +799,7 @@ impl<H: Handler> ConnTable<H> {
     }
 
     /// Closes now, dropping whatever was not sent.
-    fn abort(&mut self, ring: &mut Ring, index: usize) {
+    fn abort(&mut self, ring: &mut I, index: usize) {
         let c = &mut self.conns[index];
         if c.state == State::Free {
             return;
@@ -836,12 +839,8 @@ impl<H: Handler> ConnTable<H> {
 
     /// Sends, reaps finished requests, resumes paused input and closes, for every connection
     /// something happened on this turn.
-    pub(super) fn flush_all<M, F>(
-        &mut self,
-        ring: &mut Ring,
-        handlers: &mut HandlerSlots<F>,
-        make: &M,
-    ) where
+    pub(super) fn flush_all<M, F>(&mut self, ring: &mut I, handlers: &mut HandlerSlots<F>, make: &M)
+    where
         M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
         F: Future<Output = ()>,
     {
@@ -855,13 +854,8 @@ impl<H: Handler> ConnTable<H> {
         self.dirty.clear();
     }
 
-    fn flush<M, F>(
-        &mut self,
-        ring: &mut Ring,
-        index: usize,
-        handlers: &mut HandlerSlots<F>,
-        make: &M,
-    ) where
+    fn flush<M, F>(&mut self, ring: &mut I, index: usize, handlers: &mut HandlerSlots<F>, make: &M)
+    where
         M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
         F: Future<Output = ()>,
     {
@@ -1014,7 +1008,7 @@ impl<H: Handler> ConnTable<H> {
     /// Checks every connection's deadline.
     pub(super) fn sweep<F: Future<Output = ()>>(
         &mut self,
-        ring: &mut Ring,
+        ring: &mut I,
         handlers: &mut HandlerSlots<F>,
     ) {
         let now = self.now;
@@ -1064,7 +1058,7 @@ impl<H: Handler> ConnTable<H> {
     /// Cuts every connection off (shutdown timeout): handlers are dropped, sockets shut down.
     pub(super) fn abort_all<F: Future<Output = ()>>(
         &mut self,
-        ring: &mut Ring,
+        ring: &mut I,
         handlers: &mut HandlerSlots<F>,
     ) {
         for index in 0..self.conns.len() {

@@ -1,10 +1,13 @@
-//! The native per-core loop (`--io ring`): one io_uring per worker thread, driven directly.
+//! The native per-core loop (`--io ring`, the default, and `--io epoll`): one loop per worker
+//! thread, written once against [`LoopIo`] and monomorphised for its two implementations: the
+//! io_uring [`Ring`] and the epoll [`Poller`] (`io/poller/`), which emulates the ring's
+//! operations on readiness.
 //!
 //! One turn of the loop: submit everything queued and wait for at least one completion (one
-//! `io_uring_enter`), handle the completions, poll the handlers that were woken, start the sends
-//! that became due, and, a few times a second, sweep the connections' deadlines. There are no
-//! tasks: a FastCGI connection is a [`conn::Conn`] in a slab, fed by a multishot receive into
-//! the worker's provided buffers and decoded by the sans-IO [`proto::fcgi::ServerConn`]; a
+//! `io_uring_enter`, or at most one `epoll_wait`), handle the completions, poll the handlers that
+//! were woken, start the sends that became due, and, a few times a second, sweep the
+//! connections' deadlines. There are no tasks: a connection is a [`conn::Conn`] in a slab, fed by
+//! a multishot receive into the worker's receive buffers and decoded by its sans-IO machine; a
 //! handler is polled inline when its request's head is complete and only stays in a slot
 //! ([`slots`]) if it returns `Pending`. Handlers write into the connection's output buffer; the
 //! loop sends what is there once per turn. Connections, their buffers and the handler slots are
@@ -26,6 +29,8 @@ use std::time::{Duration, Instant};
 use super::listener::{Protocol, WorkerListener};
 use super::worker::{WorkerCtx, WorkerSpec};
 use crate::app::{Handler, Request, Response};
+use crate::io::loop_io::LoopIo;
+use crate::io::poller::Poller;
 use crate::io::ring::{BufRing, Ring};
 use crate::io::wake::ReadyQueue;
 
@@ -75,13 +80,56 @@ fn unpack(ud: u64) -> Option<(Op, usize, u32)> {
     Some((op, ((ud >> 32) & 0xff_ffff) as usize, ud as u32))
 }
 
-/// True when the native ring can be set up on this machine (a kernel with io_uring enabled
-/// and the features the loop needs). Checked once per worker start; on failure the engine
-/// falls back to the tokio-uring loop with a log line.
+/// Which implementation of [`LoopIo`] a worker's loop runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// The io_uring [`Ring`] (`--io ring`).
+    Ring,
+    /// The epoll [`Poller`] (`--io epoll`, and `--io ring` where no ring can be set up).
+    Epoll,
+}
+
+impl Backend {
+    /// The name `ringfast_build_info{io_backend}` and the logs use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Ring => <Ring as LoopIo>::NAME,
+            Backend::Epoll => <Poller as LoopIo>::NAME,
+        }
+    }
+}
+
+/// Set in the environment (to any value), the native ring's setup check fails as it does where
+/// io_uring is disabled (`kernel.io_uring_disabled`), so that the fallback to epoll can be
+/// tested on a machine that has io_uring. Not a user option.
+pub(crate) const NO_RING_ENV: &str = "RINGFAST_TEST_NO_IO_URING";
+
+/// `Ok` when the native ring can be set up on this machine (a kernel with io_uring enabled
+/// and the features the loop needs). Checked once at bind; on failure `--io ring` runs the
+/// loop on epoll, with a log line saying why.
 pub(crate) fn available(entries: u32) -> std::io::Result<()> {
+    if std::env::var_os(NO_RING_ENV).is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("io_uring refused ({NO_RING_ENV} is set)"),
+        ));
+    }
     let ring = Ring::new(entries)?;
     BufRing::new(&ring, RECV_GROUP, 2, 4096)?;
     Ok(())
+}
+
+/// Runs a worker on `backend` until it is stopped and drained.
+pub(crate) fn run_on<H, M, F>(backend: Backend, spec: WorkerSpec<H>, make: M) -> std::io::Result<()>
+where
+    H: Handler,
+    M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
+    F: Future<Output = ()>,
+{
+    match backend {
+        Backend::Ring => run::<Ring, H, M, F>(spec, make),
+        Backend::Epoll => run::<Poller, H, M, F>(spec, make),
+    }
 }
 
 /// How a listener accepts.
@@ -107,7 +155,7 @@ struct ListenerState {
 }
 
 impl ListenerState {
-    fn arm(&mut self, ring: &mut Ring, index: usize) -> std::io::Result<()> {
+    fn arm<I: LoopIo>(&mut self, ring: &mut I, index: usize) -> std::io::Result<()> {
         let ud = user_data(Op::Accept, index, 0);
         match self.mode {
             AcceptMode::Multishot => ring.accept_multishot(self.fd(), ud)?,
@@ -125,9 +173,10 @@ impl ListenerState {
     }
 }
 
-/// Runs a worker on the native ring until it is stopped and drained.
-pub(crate) fn run<H, M, F>(spec: WorkerSpec<H>, make: M) -> std::io::Result<()>
+/// Runs a worker on loop I/O `I` until it is stopped and drained.
+fn run<I, H, M, F>(spec: WorkerSpec<H>, make: M) -> std::io::Result<()>
 where
+    I: LoopIo,
     H: Handler,
     M: Fn(Rc<WorkerCtx<H>>, Request, Response, u64, u16) -> F,
     F: Future<Output = ()>,
@@ -137,8 +186,7 @@ where
         bytes = std::mem::size_of::<F>(),
         "handler future size (moved into its slot once per request)"
     );
-    let mut ring = Ring::new(spec.ring_entries)?;
-    let mut bufs = BufRing::new(&ring, RECV_GROUP, RECV_BUFS, RECV_BUF_LEN)?;
+    let (mut ring, mut bufs) = I::open(spec.ring_entries, RECV_GROUP, RECV_BUFS, RECV_BUF_LEN)?;
     let ready = ReadyQueue::new()?;
     let protocols: Vec<Protocol> = spec.listeners.iter().map(|(p, _)| *p).collect();
     let metrics = match &spec.metrics {
@@ -182,7 +230,7 @@ where
             }
         })
         .collect();
-    let mut table = ConnTable::new(ctx.clone());
+    let mut table = ConnTable::<H, I>::new(ctx.clone());
     let mut handlers = HandlerSlots::new(ready.clone());
     ring.poll_multishot(
         ready.eventfd(),
