@@ -4,7 +4,7 @@
 #   bash scripts/test.sh
 #
 # Steps: system packages (only the missing ones), [python venv: reserved], cargo fmt --check,
-# cargo clippy -D warnings, cargo build, cargo test. Prints a summary; exits non-zero if any step
+# cargo clippy -D warnings, cargo build, cargo test, fuzzing (scripts/fuzz.sh, when nightly). Prints a summary; exits non-zero if any step
 # failed. The end-to-end tests start their own nginx/lighttpd/apache2/haproxy instances on
 # loopback ports with generated configs; they never use the system services.
 set -euo pipefail
@@ -174,6 +174,26 @@ bench_quick() {
     return "$rc"
 }
 
+# The cargo-fuzz targets (engine/fuzz; docs/architecture.md, "Fuzzing"), RINGFAST_FUZZ_SECONDS
+# (20) each, when a nightly toolchain is there; scripts/fuzz.sh installs cargo-fuzz if missing.
+# Without nightly or cargo-fuzz the step is a SKIP: `cargo test` replayed their corpus anyway.
+run_fuzz() {
+    local secs=${RINGFAST_FUZZ_SECONDS:-20} t0 rc=0
+    log "fuzz: scripts/fuzz.sh $secs"
+    t0=$(date +%s)
+    scripts/fuzz.sh "$secs" || rc=$?
+    local dt=$(($(date +%s) - t0))
+    case "$rc" in
+    0) SUMMARY+=("PASS  fuzz, ${secs}s per target (${dt}s)") ;;
+    2) SUMMARY+=("SKIP  fuzz (no nightly, or cargo-fuzz not installable; ${dt}s)") ;;
+    *)
+        SUMMARY+=("FAIL  fuzz (${dt}s, exit ${rc}; inputs in engine/fuzz/artifacts/)")
+        FAILED=1
+        ;;
+    esac
+    return 0
+}
+
 if [ "$FAILED" -eq 0 ]; then
     run_step "cargo fmt --check" cargo fmt --all -- --check
     run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
@@ -197,6 +217,7 @@ if [ "$FAILED" -eq 0 ]; then
     run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \
         --test wsgi_django --test wsgi_compliance --test wsgi_flask --test wsgi_reload
     run_step "ringfast-bench --quick" bench_quick
+    run_fuzz
 else
     SUMMARY+=("SKIP  cargo steps (set-up failed)")
 fi

@@ -5,6 +5,8 @@
 
 pub mod ajp;
 pub mod fcgi;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod scgi;
 pub mod server;
 

@@ -338,6 +338,48 @@ fn parse_value(text: &str) -> Option<f64> {
     }
 }
 
+/// The body of the `prom_parse` fuzz target (`engine/fuzz/`), replayed on stable by
+/// `tui/tests/fuzz_corpus.rs`; not part of the API. The input, read as UTF-8 (lossily), is
+/// parsed whole and line by line: never a panic, the page parses exactly when each of its lines
+/// does, with the same samples, every name and label name valid, and the dashboard's reduction
+/// of a parsed page ([`crate::snapshot::EngineSnapshot::from_exposition`]) never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let whole = parse(&text);
+    let mut samples = Vec::new();
+    let mut first_error = None;
+    for (index, line) in text.lines().enumerate() {
+        match parse(line) {
+            Ok(page) => samples.extend(page.samples),
+            Err(e) => {
+                first_error = Some(index + 1);
+                assert_eq!(e.line, 1);
+                break;
+            }
+        }
+    }
+    match whole {
+        Ok(page) => {
+            assert_eq!(first_error, None);
+            assert_eq!(page.samples.len(), samples.len());
+            for (a, b) in page.samples.iter().zip(&samples) {
+                assert!(a.name == b.name && a.labels == b.labels);
+                assert!(a.value == b.value || (a.value.is_nan() && b.value.is_nan()));
+                assert!(is_metric_name(&a.name));
+                for (label, _) in &a.labels {
+                    assert!(label.starts_with(label_start) && label.chars().all(label_char));
+                }
+            }
+            for name in page.types.keys() {
+                assert!(is_metric_name(name));
+            }
+            let _ = crate::snapshot::EngineSnapshot::from_exposition(&page).total();
+        }
+        Err(e) => assert_eq!(Some(e.line), first_error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

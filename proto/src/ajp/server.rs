@@ -83,6 +83,9 @@ pub struct ServerConn {
     /// The current request's response ended; the request is only waiting for a body packet
     /// that was already due.
     ended: bool,
+    /// When the response ended: a body packet still due must come within the params timeout
+    /// from then (a peer that never sends it would hold the connection forever).
+    ended_at: Option<Instant>,
     close_when_idle: bool,
     timers: Timers,
     params: Option<Params>,
@@ -105,6 +108,7 @@ impl ServerConn {
             stage: Stage::Idle,
             unwanted: false,
             ended: false,
+            ended_at: None,
             close_when_idle: false,
             timers: Timers::new(now),
             params: None,
@@ -404,6 +408,7 @@ impl ServerConn {
             return None;
         }
         self.ended = true;
+        self.ended_at = Some(now);
         self.unwanted = true;
         if let Stage::Body { due: true, .. } = self.stage {
             // The packet comes anyway; it is read before the next request.
@@ -446,10 +451,13 @@ impl ServerConn {
     }
 
     /// The next deadline and what it is for: the params timeout while a packet is half-sent
-    /// (or input waits for a running request), the idle timeout while no request is in flight,
-    /// none while a request runs or waits for a body packet.
+    /// (or input waits for a running request) and from the end of a response whose body packet
+    /// is still due, the idle timeout while no request is in flight, none while a request runs
+    /// or waits for a body packet.
     pub fn poll_timeout(&self) -> Option<(Instant, Expired)> {
-        self.timers.deadline(None, self.is_idle(), &self.limits)
+        let due_since = self.ended_at.filter(|_| self.ended);
+        self.timers
+            .deadline(due_since, self.is_idle(), &self.limits)
     }
 
     /// Which timer has expired at `now`, if any.

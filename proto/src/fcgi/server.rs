@@ -24,6 +24,8 @@ enum Stage {
     Params,
     /// The application runs; STDIN may still arrive.
     Running,
+    /// The application runs; STDIN ended (further STDIN records are ignored).
+    BodyDone,
     /// Refused with an HTTP status the caller answers; further input for it is ignored.
     Answering,
 }
@@ -114,6 +116,7 @@ impl ServerConn {
                     return None;
                 }
                 Some(if rec.content.is_empty() {
+                    r.stage = Stage::BodyDone;
                     Event::BodyEnd { id }
                 } else {
                     Event::Body {
@@ -125,7 +128,7 @@ impl ServerConn {
             rtype::ABORT_REQUEST => {
                 let r = self.find(id)?;
                 match r.stage {
-                    Stage::Running => Some(Event::Abort { id }),
+                    Stage::Running | Stage::BodyDone => Some(Event::Abort { id }),
                     // Nothing runs yet: the request ends here.
                     Stage::Params => {
                         self.end(id, now, out);

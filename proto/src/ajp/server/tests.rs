@@ -429,7 +429,12 @@ fn a_response_ended_while_a_packet_is_due_reads_and_drops_it() {
     p.conn.end(p.now, &mut p.out);
     assert_eq!(p.take_out(), vec![Out::End(true)]);
     assert_eq!(p.conn.in_flight(), 1, "the asked-for packet is still due");
-    assert_eq!(p.conn.poll_timeout(), None);
+    let limits = ServerLimits::default();
+    assert_eq!(
+        p.conn.poll_timeout(),
+        Some((p.now + limits.params_timeout, Expired::Head)),
+        "it must come within the params timeout"
+    );
     let mut answer = Vec::new();
     sender.answer(&body, n, &mut answer);
     answer.extend(get());
@@ -440,6 +445,30 @@ fn a_response_ended_while_a_packet_is_due_reads_and_drops_it() {
         "the packet is dropped, the next request served"
     );
     assert!(p.out.is_empty(), "nothing more asked for");
+}
+
+/// Found by fuzzing (`ajp_conn`): a POST answered before its unasked first body packet came
+/// waited for that packet with no deadline, so a peer that never sent it held the connection
+/// forever.
+#[test]
+fn a_body_packet_that_never_comes_after_the_response_times_out() {
+    let (wire, _) = post(b"hello", PacketSize::DEFAULT);
+    let len = usize::from(u16::from_be_bytes([wire[2], wire[3]])) + 4;
+    let mut p = Peer::default();
+    p.feed(&wire[..len]);
+    assert_eq!(p.take_events(), vec![Ev::Request(1)]);
+    p.conn.end(p.now, &mut p.out);
+    assert_eq!(p.conn.in_flight(), 1, "the first body packet is still due");
+    let later = p.now + ServerLimits::default().params_timeout;
+    assert_eq!(p.conn.expired(later - Duration::from_millis(1)), None);
+    assert_eq!(p.conn.expired(later), Some(Expired::Head));
+    // When it comes, it is dropped and the idle timer runs again.
+    p.feed(&wire[len..]);
+    assert!(p.conn.is_idle());
+    assert_eq!(
+        p.conn.poll_timeout(),
+        Some((p.now + ServerLimits::default().idle_timeout, Expired::Idle))
+    );
 }
 
 #[test]

@@ -255,6 +255,30 @@ fn a_pair_may_straddle_params_records() {
     );
 }
 
+/// Found by fuzzing (`fcgi_conn`): STDIN records after the empty one gave more `Body` and
+/// `BodyEnd` events for a body that had ended, while the application still ran.
+#[test]
+fn stdin_after_the_end_of_the_body_is_ignored() {
+    let mut p = Peer::new(ServerLimits::default());
+    let mut wire = request(1, true, b"hello");
+    wire.extend(stdin(1, b"more"));
+    wire.extend(stdin(1, &[]));
+    p.feed(&wire);
+    assert_eq!(
+        p.take_events(),
+        vec![
+            Ev::Request(1),
+            Ev::Body(1, b"hello".to_vec()),
+            Ev::BodyEnd(1)
+        ]
+    );
+    // The request still runs: an abort reaches it.
+    let mut abort = Vec::new();
+    encode_record(&mut abort, rtype::ABORT_REQUEST, 1, &[]);
+    p.feed(&abort);
+    assert_eq!(p.take_events(), vec![Ev::Abort(1)]);
+}
+
 #[test]
 fn abort_while_running_is_an_event_and_before_params_end_answers_itself() {
     let mut p = Peer::new(ServerLimits::default());

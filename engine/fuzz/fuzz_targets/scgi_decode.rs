@@ -1,0 +1,5 @@
+//! `scgi_decode`: see proto::fuzz::scgi_decode (the body and its checks are shared with the stable corpus replay).
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proto::fuzz::scgi_decode(data));
