@@ -17,6 +17,10 @@ use engine::config::Config;
 use engine::proto::fcgi::{self, Decode, RequestSpec};
 use engine::server::Server;
 
+/// Allocations tolerated in a measured window on the native loop: a pool or a connection slab
+/// that grows once more than the warm-up made it (not one per request or per connection).
+const STRAGGLERS: u64 = 4;
+
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -131,17 +135,23 @@ fn keep_alive_connection() {
     for _ in 0..N {
         round_trip(&mut s, &request, &mut buf);
     }
-    let per_request = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / N as f64;
-    println!("heap allocations per hello request (keep-alive): {per_request:.2}");
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let per_request = allocs as f64 / N as f64;
+    println!("heap allocations per hello request (keep-alive): {per_request:.2} ({allocs} in {N})");
     drop(s);
     stop.stop();
     thread.join().unwrap().unwrap();
-    // The ring's figure is 0 but for the metrics exporter's occasional upkeep.
-    let limit = if on_ring() { 0.1 } else { 2.0 };
-    assert!(
-        per_request <= limit,
-        "allocations per request regressed: {per_request:.2} (limit {limit})"
-    );
+    if on_ring() {
+        assert!(
+            allocs <= STRAGGLERS,
+            "a warm worker allocated {allocs} times in {N} keep-alive requests"
+        );
+    } else {
+        assert!(
+            per_request <= 2.0,
+            "allocations per request regressed: {per_request:.2}"
+        );
+    }
 }
 
 fn new_connection_per_request() {
@@ -162,14 +172,17 @@ fn new_connection_per_request() {
     for _ in 0..N {
         one(&mut buf);
     }
-    let per_conn = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / N as f64;
-    println!("heap allocations per hello request (new connection each): {per_conn:.2}");
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let per_conn = allocs as f64 / N as f64;
+    println!(
+        "heap allocations per hello request (new connection each): {per_conn:.2} ({allocs} in {N})"
+    );
     stop.stop();
     thread.join().unwrap().unwrap();
     if on_ring() {
         assert!(
-            per_conn <= 0.1,
-            "allocations per new connection regressed: {per_conn:.2}"
+            allocs <= STRAGGLERS,
+            "a warm worker allocated {allocs} times in {N} new connections"
         );
     }
 }

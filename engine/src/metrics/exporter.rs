@@ -1,35 +1,35 @@
 //! The Prometheus endpoint: the recorder every worker registers its handles with, and a tiny
 //! HTTP/1.1 server on its own thread (`ringfast-metrics`) that answers `GET /metrics`.
 //!
-//! The endpoint runs on a plain blocking thread, never on a worker's ring: a scrape renders the
-//! recorder's snapshot (the only place that takes the recorder's internal locks) and reads the
-//! process figures from `/proc`, so they are as fresh as the scrape. The thread also runs the
-//! recorder's upkeep (draining histogram samples) ten times a second, scraped or not.
+//! The endpoint runs on a plain blocking thread, never on a worker's ring: a scrape reads every
+//! worker's cells, renders the recorder's snapshot (the only place that takes the recorder's
+//! internal locks) and reads the process figures from `/proc`, so they are as fresh as the
+//! scrape. Between scrapes the thread sleeps in `accept`: nothing needs draining.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use metrics::{Key, KeyName, Label, Recorder, SharedString};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use super::{io_backend, labels, names, process, DURATION_BUCKETS, METADATA, REVISION, VERSION};
+use super::cells::{render_durations, ProtocolTotals, WorkerCells};
+use super::{
+    io_backend, labels, names, process, Limit, ProtocolErrorKind, StatusClass, METADATA, REVISION,
+    VERSION,
+};
+use crate::server::Protocol;
 
 /// Where `/metrics` is served when `--metrics` is not given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9191";
 
 /// How long a scrape may take to send its request or read its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the recorder's upkeep runs: it drains the histogram samples the workers pushed
-/// into their lock-free buckets. Every 5 s was too rare: at 60k requests/s the buckets grew by
-/// 300k samples between drains and the worker spent about 15 % more CPU per request than with
-/// `--metrics off`; every 100 ms the difference is within the noise (measured with
-/// `ringfast-load -c 32` against `--workers 1`, both pinned; see docs/metrics.md, "Cost").
-const UPKEEP_EVERY: Duration = Duration::from_millis(100);
+/// Every protocol, at its own index (`Protocol as usize`), as worker cells are laid out.
+const PROTOCOLS: [Protocol; 3] = [Protocol::FastCgi, Protocol::Scgi, Protocol::Ajp];
+
 /// The largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -61,12 +61,13 @@ impl FromStr for Endpoint {
     }
 }
 
-/// The metrics registry: the Prometheus recorder every worker registers its handles with.
+/// The metrics registry: the Prometheus recorder, and the cells every worker records into.
 /// Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Registry {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    workers: Arc<Mutex<Vec<Arc<WorkerCells>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -82,20 +83,14 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// A registry with every metric described, the duration histogram's buckets set (so it is
-    /// exported as a Prometheus histogram, not a summary) and `ringfast_build_info` set.
+    /// A registry with every metric described and `ringfast_build_info` set.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(names::REQUEST_DURATION.to_string()),
-                DURATION_BUCKETS,
-            )
-            .expect("DURATION_BUCKETS is not empty")
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let registry = Registry {
             recorder: Arc::new(recorder),
             handle,
+            workers: Arc::default(),
         };
         registry.describe();
         let info = Key::from_parts(
@@ -118,11 +113,6 @@ impl Registry {
             n(names::REQUESTS),
             None,
             d("Requests that ended, by status class (aborted: cancelled before the response ended)."),
-        );
-        r.describe_histogram(
-            n(names::REQUEST_DURATION),
-            None,
-            d("Seconds from the end of the request head to the end of the response."),
         );
         r.describe_gauge(
             n(names::REQUESTS_IN_FLIGHT),
@@ -163,9 +153,113 @@ impl Registry {
         r.describe_gauge(n(names::WORKERS), None, d("Worker threads started."));
     }
 
-    /// The recorder, to register handles with.
-    pub(crate) fn recorder(&self) -> &PrometheusRecorder {
-        &self.recorder
+    /// Adds a worker's cells: they are read at every render from now on.
+    pub(crate) fn add_worker(&self, cells: Arc<WorkerCells>) {
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cells);
+        self.sync_workers();
+    }
+
+    /// Reads every worker's cells: sets the recorder's counters and gauges to their totals (per
+    /// worker and protocol) and returns the duration histograms, rendered.
+    fn sync_workers(&self) -> String {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Totals per worker index (a worker index registered twice is summed).
+        let mut totals: Vec<(usize, i64, Vec<Option<ProtocolTotals>>)> = Vec::new();
+        for w in workers.iter() {
+            let pos = match totals.iter().position(|t| t.0 == w.worker) {
+                Some(pos) => pos,
+                None => {
+                    totals.push((w.worker, 0, Vec::new()));
+                    totals.len() - 1
+                }
+            };
+            let entry = &mut totals[pos];
+            entry.1 += w.in_flight.get_signed();
+            if entry.2.len() < w.protocols.len() {
+                entry.2.resize(w.protocols.len(), None);
+            }
+            for (i, p) in w.protocols.iter().enumerate() {
+                if let Some(p) = p {
+                    p.read_into(entry.2[i].get_or_insert_with(ProtocolTotals::default));
+                }
+            }
+        }
+        drop(workers);
+        totals.sort_by_key(|t| t.0);
+        let mut histograms = String::new();
+        for (worker, in_flight, protocols) in &totals {
+            let w = worker.to_string();
+            let worker_label = [Label::new(labels::WORKER, w.clone())];
+            self.gauge(names::REQUESTS_IN_FLIGHT, &worker_label)
+                .set(*in_flight as f64);
+            for (i, t) in protocols.iter().enumerate() {
+                let (Some(t), Some(&p)) = (t, PROTOCOLS.get(i)) else {
+                    continue;
+                };
+                self.sync_protocol(&w, p, t);
+                let labels = format!(
+                    "{}=\"{w}\",{}=\"{}\"",
+                    labels::WORKER,
+                    labels::PROTOCOL,
+                    p.name()
+                );
+                render_durations(
+                    &mut histograms,
+                    names::REQUEST_DURATION,
+                    &labels,
+                    &t.duration,
+                );
+            }
+        }
+        histograms
+    }
+
+    /// Sets one worker's counters and gauges of one protocol.
+    fn sync_protocol(&self, w: &str, p: Protocol, t: &ProtocolTotals) {
+        let base = || {
+            vec![
+                Label::new(labels::WORKER, w.to_string()),
+                Label::new(labels::PROTOCOL, p.name()),
+            ]
+        };
+        let with = |label: &'static str, value: &'static str| {
+            let mut l = base();
+            l.push(Label::new(label, value));
+            l
+        };
+        for (c, n) in StatusClass::ALL.iter().zip(t.requests) {
+            self.counter(names::REQUESTS, &with(labels::STATUS_CLASS, c.as_str()))
+                .absolute(n);
+        }
+        self.gauge(names::CONNECTIONS_OPEN, &base())
+            .set(t.conns_open as f64);
+        self.counter(names::CONNECTIONS_ACCEPTED, &base())
+            .absolute(t.conns_accepted);
+        self.counter(names::REQUEST_BODY_BYTES, &base())
+            .absolute(t.body_in);
+        self.counter(names::RESPONSE_BODY_BYTES, &base())
+            .absolute(t.body_out);
+        for (k, n) in ProtocolErrorKind::ALL.iter().zip(t.errors) {
+            self.counter(names::PROTOCOL_ERRORS, &with(labels::KIND, k.as_str()))
+                .absolute(n);
+        }
+        for (l, n) in Limit::ALL.iter().zip(t.limits) {
+            self.counter(names::LIMIT_REJECTIONS, &with(labels::LIMIT, l.as_str()))
+                .absolute(n);
+        }
+    }
+
+    fn counter(&self, name: &'static str, labels: &[Label]) -> metrics::Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels.to_vec()), &METADATA)
+    }
+
+    fn gauge(&self, name: &'static str, labels: &[Label]) -> metrics::Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels.to_vec()), &METADATA)
     }
 
     /// Sets `ringfast_workers`.
@@ -175,16 +269,21 @@ impl Registry {
             .set(n as f64);
     }
 
-    /// The whole `/metrics` page: the recorder's metrics and the process figures.
+    /// The whole `/metrics` page: the workers' figures as they are now, the recorder's other
+    /// metrics and the process figures.
     pub fn render(&self) -> String {
+        let histograms = self.sync_workers();
         let mut out = self.handle.render();
+        if !histograms.is_empty() {
+            let name = names::REQUEST_DURATION;
+            out.push_str(&format!(
+                "# HELP {name} Seconds from the end of the request head to the end of the response.\n# TYPE {name} histogram\n"
+            ));
+            out.push_str(&histograms);
+            out.push('\n');
+        }
         process::render(&mut out);
         out
-    }
-
-    /// Drains recorded histogram samples into their buckets (done by every render too).
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
     }
 }
 
@@ -251,7 +350,6 @@ impl Exporter {
     pub fn spawn(self) -> io::Result<Registry> {
         let registry = self.registry.clone();
         let addr = self.local_addr();
-        socket2::SockRef::from(&self.listener).set_read_timeout(Some(UPKEEP_EVERY))?;
         std::thread::Builder::new()
             .name("ringfast-metrics".into())
             .spawn(move || serve(self.listener, self.registry))?;
@@ -261,7 +359,6 @@ impl Exporter {
 }
 
 fn serve(listener: TcpListener, registry: Registry) {
-    let mut last_upkeep = Instant::now();
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -278,10 +375,6 @@ fn serve(listener: TcpListener, registry: Registry) {
                 tracing::warn!(error = %e, "metrics accept failed");
                 std::thread::sleep(Duration::from_millis(100));
             }
-        }
-        if last_upkeep.elapsed() >= UPKEEP_EVERY {
-            registry.upkeep();
-            last_upkeep = Instant::now();
         }
     }
 }
@@ -398,6 +491,13 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocols_sit_at_their_own_index() {
+        for (i, p) in PROTOCOLS.iter().enumerate() {
+            assert_eq!(*p as usize, i, "{}", p.name());
+        }
+    }
 
     #[test]
     fn endpoint_option() {
