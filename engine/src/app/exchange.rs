@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use tokio::sync::Notify;
+use super::notify::LocalNotify;
 
 use crate::proto::ajp;
 use crate::proto::fcgi::{self, protocol_status, rtype, Params, MAX_CONTENT_LEN};
@@ -18,9 +18,9 @@ use crate::proto::fcgi::{self, protocol_status, rtype, Params, MAX_CONTENT_LEN};
 pub(crate) struct ConnOut {
     buf: RefCell<Vec<u8>>,
     /// Wakes the writer task (one waiter; a permit is stored if it is busy).
-    pub(crate) writer_wake: Notify,
+    pub(crate) writer_wake: LocalNotify,
     /// Wakes writers waiting for the buffer to drain below the high-water mark.
-    drained: Notify,
+    drained: LocalNotify,
     closed: Cell<bool>,
     closing: Cell<bool>,
     high_water: usize,
@@ -36,8 +36,8 @@ impl ConnOut {
     pub(crate) fn with_buffer(high_water: usize, buf: Vec<u8>) -> Self {
         ConnOut {
             buf: RefCell::new(buf),
-            writer_wake: Notify::new(),
-            drained: Notify::new(),
+            writer_wake: LocalNotify::new(),
+            drained: LocalNotify::new(),
             closed: Cell::new(false),
             closing: Cell::new(false),
             high_water,
@@ -233,17 +233,17 @@ pub(crate) struct Exchange {
     head: RefCell<Vec<u8>>,
     body: RefCell<BodyPipe>,
     body_limit: usize,
-    body_ready: Notify,
-    body_space: Notify,
+    body_ready: LocalNotify,
+    body_space: LocalNotify,
     done: Cell<bool>,
     /// Notified (one permit) when the handler finished; owned by the connection.
-    conn_events: RefCell<Rc<Notify>>,
+    conn_events: RefCell<Rc<LocalNotify>>,
 }
 
 impl Exchange {
     pub(crate) fn new(
         out: Rc<ConnOut>,
-        conn_events: Rc<Notify>,
+        conn_events: Rc<LocalNotify>,
         framing: Framing,
         body_limit: usize,
     ) -> Self {
@@ -254,8 +254,8 @@ impl Exchange {
             head: RefCell::new(Vec::new()),
             body: RefCell::new(BodyPipe::default()),
             body_limit: body_limit.max(MAX_CONTENT_LEN),
-            body_ready: Notify::new(),
-            body_space: Notify::new(),
+            body_ready: LocalNotify::new(),
+            body_space: LocalNotify::new(),
             done: Cell::new(false),
             conn_events: RefCell::new(conn_events),
         }
@@ -268,7 +268,7 @@ impl Exchange {
 
     /// Moves a finished exchange to another connection (the native loop pools exchanges per
     /// worker, so an idle connection keeps none).
-    pub(crate) fn rebind(&self, out: &Rc<ConnOut>, conn_events: &Rc<Notify>) {
+    pub(crate) fn rebind(&self, out: &Rc<ConnOut>, conn_events: &Rc<LocalNotify>) {
         if !Rc::ptr_eq(&self.out.borrow(), out) {
             *self.out.borrow_mut() = out.clone();
         }

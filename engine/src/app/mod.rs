@@ -9,6 +9,7 @@
 mod builtin;
 mod catch;
 pub(crate) mod exchange;
+pub(crate) mod notify;
 mod request;
 mod response;
 mod status;

@@ -102,10 +102,7 @@ impl Response {
         if self.stage != Stage::Head {
             return Err(ResponseError::HeadersSent);
         }
-        let name_ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let name_ok = !name.is_empty() && name.bytes().all(|b| TOKEN[b as usize]);
         let value_ok = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
         if !name_ok || !value_ok {
             return Err(ResponseError::InvalidHeader(name.to_owned()));
@@ -205,6 +202,25 @@ impl Response {
     }
 }
 
+/// The bytes of an HTTP token (RFC 9110 `tchar`): what a header name may hold. A table, since
+/// every header of every response is checked byte by byte.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
 impl Drop for Response {
     fn drop(&mut self) {
         if self.stage != Stage::Done {
@@ -212,5 +228,19 @@ impl Drop for Response {
             self.timer.finish(StatusClass::Aborted);
             self.fail();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TOKEN;
+
+    #[test]
+    fn token_table_is_rfc9110_tchar() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(TOKEN[b as usize], expected, "byte {b}");
+        }
+        assert!(!TOKEN[b':' as usize] && !TOKEN[b' ' as usize] && !TOKEN[0x80]);
     }
 }

@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use crate::app::notify::LocalNotify;
 use tokio::time::Instant;
 
 use super::shutdown::LocalStop;
@@ -65,7 +65,7 @@ pub(crate) struct ConnBase {
     pub(crate) stream: Rc<Stream>,
     pub(crate) out: Rc<ConnOut>,
     /// Notified (one permit) when a handler finished.
-    pub(crate) events: Rc<Notify>,
+    pub(crate) events: Rc<LocalNotify>,
     /// Close once no request is in progress (no keep-alive asked, SCGI, idle, stopping).
     pub(crate) close_when_idle: bool,
     closing_since: Option<Instant>,
@@ -93,7 +93,7 @@ impl ConnBase {
             id,
             stream,
             out,
-            events: Rc::new(Notify::new()),
+            events: Rc::new(LocalNotify::new()),
             close_when_idle: false,
             closing_since: None,
             last_activity: Instant::now(),

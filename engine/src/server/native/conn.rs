@@ -13,8 +13,8 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::app::notify::LocalNotify;
 use proto::{Event, Expired, Refusal};
-use tokio::sync::Notify;
 
 use super::machine::{Counted, Machine, MachineConfig};
 use super::slots::HandlerSlots;
@@ -117,10 +117,10 @@ pub(super) struct ConnTable<H, I> {
     exchanges: Vec<Rc<Exchange>>,
     /// Request-variable buffers, lent to a connection's state machine before it decodes.
     params: Vec<proto::fcgi::Params>,
-    /// What a pooled exchange points to while it belongs to no connection; the `Notify` is
+    /// What a pooled exchange points to while it belongs to no connection; the `LocalNotify` is
     /// also every exchange's "handler finished" signal, which nothing on this loop waits for
     /// (flushes find finished requests themselves), so one per worker serves them all.
-    detached: (Rc<ConnOut>, Rc<Notify>),
+    detached: (Rc<ConnOut>, Rc<LocalNotify>),
     _io: PhantomData<fn(&mut I)>,
 }
 
@@ -141,7 +141,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
             params: Vec::new(),
             detached: (
                 Rc::new(ConnOut::with_buffer(0, Vec::new())),
-                Rc::new(Notify::new()),
+                Rc::new(LocalNotify::new()),
             ),
             _io: PhantomData,
         }
