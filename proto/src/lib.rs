@@ -7,9 +7,11 @@ pub mod ajp;
 pub mod fcgi;
 #[doc(hidden)]
 pub mod fuzz;
+mod headers;
 pub mod scgi;
 pub mod server;
 
+pub use headers::Headers;
 pub use server::{Event, Expired, Refusal, ServerLimits, Step};
 
 /// Writes `n` in decimal into `buf` and returns the digits (no allocation).

@@ -12,6 +12,7 @@ use super::notify::LocalNotify;
 
 use crate::proto::ajp;
 use crate::proto::fcgi::{self, protocol_status, rtype, Params, MAX_CONTENT_LEN};
+use crate::proto::Headers;
 
 /// A connection's outgoing bytes, shared by every request on it and drained by its writer task.
 #[derive(Debug)]
@@ -147,9 +148,15 @@ pub(crate) enum Framing {
 }
 
 impl Framing {
-    /// Encodes the header block (`status_line` is the `Status:` line, `headers` the other header
-    /// lines, CRLF-terminated) followed by the first body bytes.
-    pub(crate) fn encode_head(&self, out: &mut Vec<u8>, status: u16, headers: &[u8], body: &[u8]) {
+    /// Encodes the status and header fields, as the protocol frames them, followed by the first
+    /// body bytes.
+    pub(crate) fn encode_head(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        headers: &Headers,
+        body: &[u8],
+    ) {
         let reason = super::reason_phrase(status);
         match *self {
             Framing::Fcgi { id } => {
@@ -157,13 +164,13 @@ impl Framing {
             }
             Framing::Scgi => {
                 crate::proto::cgi_status_line(out, status, reason);
-                out.extend_from_slice(headers);
+                headers.write_cgi(out);
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(body);
             }
             Framing::Ajp { size } => {
                 if ajp::encode_response_head(out, size, status, reason, headers, body).is_err() {
-                    // Our own header lines are well-formed, so only their size can fail here.
+                    // Response validated the fields, so only their size can fail here.
                     tracing::warn!(
                         status,
                         "response headers do not fit one AJP packet; sent 500"
@@ -230,7 +237,7 @@ pub(crate) struct Exchange {
     framing: Cell<Framing>,
     out: RefCell<Rc<ConnOut>>,
     params: RefCell<Params>,
-    head: RefCell<Vec<u8>>,
+    head: RefCell<Headers>,
     body: RefCell<BodyPipe>,
     body_limit: usize,
     body_ready: LocalNotify,
@@ -251,7 +258,7 @@ impl Exchange {
             framing: Cell::new(framing),
             out: RefCell::new(out),
             params: RefCell::new(Params::new()),
-            head: RefCell::new(Vec::new()),
+            head: RefCell::new(Headers::new()),
             body: RefCell::new(BodyPipe::default()),
             body_limit: body_limit.max(MAX_CONTENT_LEN),
             body_ready: LocalNotify::new(),
@@ -309,7 +316,8 @@ impl Exchange {
         *self.params.borrow_mut() = params;
     }
 
-    pub(crate) fn head_mut(&self) -> std::cell::RefMut<'_, Vec<u8>> {
+    /// The response's header fields, while the handler adds them.
+    pub(crate) fn head_mut(&self) -> std::cell::RefMut<'_, Headers> {
         self.head.borrow_mut()
     }
 
@@ -421,12 +429,8 @@ mod tests {
     #[test]
     fn head_and_small_body_share_one_record() {
         let mut out = Vec::new();
-        Framing::Fcgi { id: 1 }.encode_head(
-            &mut out,
-            200,
-            b"Content-Type: text/plain\r\n",
-            b"Hello, World!",
-        );
+        let headers: Headers = [("Content-Type", "text/plain")].into_iter().collect();
+        Framing::Fcgi { id: 1 }.encode_head(&mut out, 200, &headers, b"Hello, World!");
         let fcgi::Decode::Complete(rec, used) = fcgi::decode_record(&out).unwrap() else {
             panic!()
         };

@@ -93,6 +93,10 @@ impl Response {
         name: &str,
         value: &str,
     ) -> Result<(), ResponseError> {
+        if value.is_ascii() {
+            // The common case: ASCII is its own Latin-1, with nothing to convert or allocate.
+            return self.push_header(name, value.as_bytes());
+        }
         let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
         let bytes = bytes.ok_or_else(|| ResponseError::InvalidHeader(name.to_owned()))?;
         self.push_header(name, &bytes)
@@ -107,11 +111,7 @@ impl Response {
         if !name_ok || !value_ok {
             return Err(ResponseError::InvalidHeader(name.to_owned()));
         }
-        let mut head = self.ex.head_mut();
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
+        self.ex.head_mut().push(name.as_bytes(), value);
         Ok(())
     }
 

@@ -38,6 +38,7 @@ use super::{
 };
 use crate::fcgi::Params;
 use crate::server::{Event, Expired, Refusal, ServerLimits, Step, Timers};
+use crate::Headers;
 
 /// The request id of AJP13 events.
 const ID: u16 = 1;
@@ -379,7 +380,7 @@ impl ServerConn {
         out: &mut Vec<u8>,
         status: u16,
         reason: &str,
-        headers: &[u8],
+        headers: &Headers,
         body: &[u8],
     ) -> Result<(), EncodeError> {
         encode_response_head(out, self.options.packet_size, status, reason, headers, body)
@@ -477,11 +478,11 @@ pub fn encode_response_head(
     size: PacketSize,
     status: u16,
     reason: &str,
-    headers: &[u8],
+    headers: &Headers,
     body: &[u8],
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    let result = encode_send_headers(status, reason.as_bytes(), header_lines(headers), size, out);
+    let result = encode_send_headers(status, reason.as_bytes(), headers.iter(), size, out);
     if result.is_err() {
         out.truncate(start);
         // Always fits: no header, a short reason.
@@ -489,16 +490,6 @@ pub fn encode_response_head(
     }
     encode_send_body(body, size, out);
     result
-}
-
-/// Splits header lines (`Name: value\r\n`...) into pairs; a line without CRLF or `:` is skipped.
-fn header_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-    block.split(|&b| b == b'\n').filter_map(|line| {
-        let line = line.strip_suffix(b"\r")?;
-        let colon = line.iter().position(|&b| b == b':')?;
-        let value = &line[colon + 1..];
-        Some((&line[..colon], value.strip_prefix(b" ").unwrap_or(value)))
-    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::{
     NvIter, Params, ParamsError, Record, StreamRecord, MAX_CONTENT_LEN,
 };
 use crate::server::{Event, Expired, Refusal, ServerLimits, Step, Timers};
+use crate::Headers;
 
 /// Where one request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,20 +347,20 @@ impl ServerConn {
     }
 }
 
-/// Encodes a response's header block (`Status:` line, then `headers`, lines ending in CRLF,
-/// then the blank line) and its first body bytes as STDOUT records of request `id`; the header
-/// and a small body share one record.
+/// Encodes a response's header block (`Status:` line, then `headers` as CGI header lines, then
+/// the blank line) and its first body bytes as STDOUT records of request `id`; the header and a
+/// small body share one record.
 pub fn encode_response_head(
     out: &mut Vec<u8>,
     id: u16,
     status: u16,
     reason: &str,
-    headers: &[u8],
+    headers: &Headers,
     body: &[u8],
 ) {
     let rec = StreamRecord::start(out, rtype::STDOUT, id);
     crate::cgi_status_line(out, status, reason);
-    out.extend_from_slice(headers);
+    headers.write_cgi(out);
     out.extend_from_slice(b"\r\n");
     let room = MAX_CONTENT_LEN.saturating_sub(rec.content_len(out));
     let (first, rest) = body.split_at(body.len().min(room));

@@ -521,14 +521,7 @@ impl Machine for fcgi::ServerConn {
         fcgi::ServerConn::recycle_params(self, params)
     }
     fn answer(&mut self, id: u16, status: u16, now: Instant, out: &mut Vec<u8>) {
-        fcgi::encode_response_head(
-            out,
-            id,
-            status,
-            "OK",
-            b"Content-Type: text/plain\r\n",
-            b"hi",
-        );
+        fcgi::encode_response_head(out, id, status, "OK", &text_plain(), b"hi");
         fcgi::ServerConn::end(self, id, now, out);
     }
     fn end(&mut self, id: u16, now: Instant, out: &mut Vec<u8>) {
@@ -606,7 +599,7 @@ impl Machine for scgi::ServerConn {
         scgi::ServerConn::recycle_params(self, params)
     }
     fn answer(&mut self, _id: u16, status: u16, now: Instant, out: &mut Vec<u8>) {
-        self.encode_response_head(out, status, "OK", b"Content-Type: text/plain\r\n", b"hi");
+        self.encode_response_head(out, status, "OK", &text_plain(), b"hi");
         scgi::ServerConn::end(self, now, out);
     }
     fn end(&mut self, _id: u16, now: Instant, out: &mut Vec<u8>) {
@@ -678,7 +671,7 @@ impl Machine for ajp::ServerConn {
         ajp::ServerConn::recycle_params(self, params)
     }
     fn answer(&mut self, _id: u16, status: u16, now: Instant, out: &mut Vec<u8>) {
-        self.encode_response_head(out, status, "OK", b"Content-Type: text/plain\r\n", b"hi")
+        self.encode_response_head(out, status, "OK", &text_plain(), b"hi")
             .expect("a valid head");
         ajp::ServerConn::end(self, now, out);
     }
@@ -756,4 +749,9 @@ pub fn ajp_conn(data: &[u8]) {
         };
         ajp::ServerConn::new(*limits, options, flags & 1 != 0, now)
     });
+}
+
+/// The header fields of every answer the fuzzed machines give.
+fn text_plain() -> crate::Headers {
+    [("Content-Type", "text/plain")].into_iter().collect()
 }

@@ -24,6 +24,7 @@ use std::time::Instant;
 use super::{decode, Error, Limits, Status};
 use crate::fcgi::Params;
 use crate::server::{Event, Expired, Refusal, ServerLimits, Step};
+use crate::Headers;
 
 /// The request id of SCGI events.
 const ID: u16 = 1;
@@ -189,18 +190,18 @@ impl ServerConn {
         }
     }
 
-    /// Encodes the response head: the `Status:` line, `headers` (lines `Name: value\r\n`), the
-    /// blank line, then the first body bytes.
+    /// Encodes the response head: the `Status:` line, `headers` as CGI header lines, the blank
+    /// line, then the first body bytes.
     pub fn encode_response_head(
         &self,
         out: &mut Vec<u8>,
         status: u16,
         reason: &str,
-        headers: &[u8],
+        headers: &Headers,
         body: &[u8],
     ) {
         crate::cgi_status_line(out, status, reason);
-        out.extend_from_slice(headers);
+        headers.write_cgi(out);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
     }

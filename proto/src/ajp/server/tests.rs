@@ -11,6 +11,7 @@ use crate::ajp::{
     encode_forward_request, encode_shutdown, first_body_packet, Attribute, BodySender,
     ContainerPacket, RequestHead,
 };
+use crate::Headers;
 
 /// An event with its borrowed bytes copied, so a test can collect them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,7 +358,7 @@ fn several_requests_and_cpings_share_one_connection() {
             &mut p.out,
             200,
             "OK",
-            b"Content-Type: text/plain\r\n",
+            &[("Content-Type", "text/plain")].into_iter().collect(),
             b"hi",
         )
         .unwrap();
@@ -597,7 +598,7 @@ fn the_packet_size_option_bounds_packets_and_asks() {
     assert_eq!(p.pending.len(), wire.len() - forward_len);
     // A large response is split by the packet size.
     let mut out = Vec::new();
-    encode_response_head(&mut out, size, 200, "OK", b"", &body).unwrap();
+    encode_response_head(&mut out, size, 200, "OK", &Headers::new(), &body).unwrap();
     let mut p = Peer::new(
         ServerLimits::default(),
         ServerOptions {
@@ -613,12 +614,12 @@ fn the_packet_size_option_bounds_packets_and_asks() {
 
 #[test]
 fn a_head_too_large_for_a_packet_becomes_a_500() {
-    let big = format!("X-Big: {}\r\n", "v".repeat(9000));
+    let big: Headers = [("X-Big", "v".repeat(9000).as_str())].into_iter().collect();
     let mut p = Peer::default();
     p.feed(&get());
     let r = p
         .conn
-        .encode_response_head(&mut p.out, 200, "OK", big.as_bytes(), b"body");
+        .encode_response_head(&mut p.out, 200, "OK", &big, b"body");
     assert!(matches!(r, Err(EncodeError::PacketTooLarge { .. })));
     assert_eq!(
         p.take_out(),
@@ -647,7 +648,7 @@ fn a_request_without_the_secret_is_refused_with_403() {
         assert_eq!(Refusal::BadSecret.http_status(), Some(403));
         assert!(p.conn.take_params(1).is_empty());
         p.conn
-            .encode_response_head(&mut p.out, 403, "Forbidden", b"", b"")
+            .encode_response_head(&mut p.out, 403, "Forbidden", &Headers::new(), b"")
             .unwrap();
         p.conn.end(p.now, &mut p.out);
         assert_eq!(p.take_out().last(), Some(&Out::End(true)));

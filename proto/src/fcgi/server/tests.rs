@@ -8,6 +8,7 @@ use crate::fcgi::{
     decode_record, encode_begin_request, encode_get_values, encode_nv, encode_record,
     FLAG_KEEP_CONN,
 };
+use crate::Headers;
 
 /// An event with its borrowed bytes copied, so a test can collect them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +175,7 @@ fn response_then_end_closes_without_keep_conn() {
         1,
         200,
         "OK",
-        b"Content-Type: text/plain\r\n",
+        &[("Content-Type", "text/plain")].into_iter().collect(),
         b"hi",
     );
     p.conn.end(1, p.now, &mut p.out);
@@ -496,7 +497,7 @@ fn reset_keeps_buffers_and_forgets_requests() {
 fn a_large_body_response_is_split_into_records() {
     let mut out = Vec::new();
     let body = vec![7u8; 200_000];
-    encode_response_head(&mut out, 5, 200, "OK", b"", &body);
+    encode_response_head(&mut out, 5, 200, "OK", &Headers::new(), &body);
     let mut pos = 0;
     let mut total = 0;
     while pos < out.len() {

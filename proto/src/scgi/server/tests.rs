@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::scgi::{encode_netstring, encode_request, encode_request_with_body};
+use crate::Headers;
 
 /// An event with its borrowed bytes copied, so a test can collect them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +186,7 @@ fn the_response_is_a_cgi_head_and_the_raw_body_and_end_closes() {
         &mut p.out,
         200,
         "OK",
-        b"Content-Type: text/plain\r\n",
+        &[("Content-Type", "text/plain")].into_iter().collect(),
         b"hi",
     );
     p.conn.encode_response_body(&mut p.out, b" there");
@@ -348,7 +349,7 @@ fn an_overloaded_connection_refuses_with_503_and_drops_the_body() {
     assert!(p.conn.take_params(1).is_empty());
     assert!(!p.conn.wants_close());
     p.conn
-        .encode_response_head(&mut p.out, 503, "Service Unavailable", b"", b"");
+        .encode_response_head(&mut p.out, 503, "Service Unavailable", &Headers::new(), b"");
     p.conn.end(p.now, &mut p.out);
     assert!(p.conn.wants_close());
 }
