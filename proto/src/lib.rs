@@ -8,10 +8,12 @@ pub mod fcgi;
 #[doc(hidden)]
 pub mod fuzz;
 mod headers;
+mod protocol;
 pub mod scgi;
 pub mod server;
 
 pub use headers::Headers;
+pub use protocol::Protocol;
 pub use server::{Event, Expired, Refusal, ServerLimits, Step};
 
 /// Writes `n` in decimal into `buf` and returns the digits (no allocation).

@@ -15,12 +15,14 @@ mod response;
 mod status;
 #[cfg(feature = "wsgi")]
 pub mod wsgi;
+mod wsgi_options;
 
 pub use builtin::{BuiltinApp, Diag, Hello, ECHO_LIMIT};
 pub(crate) use catch::CatchUnwind;
 pub use request::{BodyError, Request};
 pub use response::{Response, ResponseError};
 pub use status::reason_phrase;
+pub use wsgi_options::WsgiOptions;
 
 use std::future::Future;
 

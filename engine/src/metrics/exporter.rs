@@ -20,16 +20,13 @@ use super::{
     io_backend, labels, names, process, Limit, ProtocolErrorKind, StatusClass, METADATA, REVISION,
     VERSION,
 };
-use crate::server::Protocol;
+use proto::Protocol;
 
 /// Where `/metrics` is served when `--metrics` is not given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9191";
 
 /// How long a scrape may take to send its request or read its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Every protocol, at its own index (`Protocol as usize`), as worker cells are laid out.
-const PROTOCOLS: [Protocol; 3] = [Protocol::FastCgi, Protocol::Scgi, Protocol::Ajp];
-
 /// The largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -196,7 +193,7 @@ impl Registry {
             self.gauge(names::REQUESTS_IN_FLIGHT, &worker_label)
                 .set(*in_flight as f64);
             for (i, t) in protocols.iter().enumerate() {
-                let (Some(t), Some(&p)) = (t, PROTOCOLS.get(i)) else {
+                let (Some(t), Some(&p)) = (t, Protocol::ALL.get(i)) else {
                     continue;
                 };
                 self.sync_protocol(&w, p, t);
@@ -491,13 +488,6 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn protocols_sit_at_their_own_index() {
-        for (i, p) in PROTOCOLS.iter().enumerate() {
-            assert_eq!(*p as usize, i, "{}", p.name());
-        }
-    }
 
     #[test]
     fn endpoint_option() {

@@ -40,7 +40,7 @@ pub(crate) use exporter::answer_http;
 pub use exporter::{Endpoint, Exporter, Registry, DEFAULT_ADDR};
 pub use merge::Merger;
 
-use crate::server::Protocol;
+use proto::Protocol;
 
 /// Metric names. Every name starts with `ringfast_`, uses base units and ends in `_total` for
 /// counters; the `process_*` names are the Prometheus client libraries' standard ones.

@@ -19,36 +19,7 @@ use socket2::{Domain, Socket, Type};
 use super::ServerError;
 use crate::config::ListenAddr;
 
-/// The protocol a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// FastCGI.
-    FastCgi,
-    /// SCGI.
-    Scgi,
-    /// AJP13.
-    Ajp,
-}
-
-impl Protocol {
-    /// Lower-case name, for logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::FastCgi => "fastcgi",
-            Protocol::Scgi => "scgi",
-            Protocol::Ajp => "ajp",
-        }
-    }
-
-    /// The I/O backend that drives this protocol's connections: FastCGI, the hot path, on
-    /// io_uring; SCGI and AJP13 on tokio's epoll reactor in the same worker threads.
-    pub fn backend(self) -> crate::io::Backend {
-        match self {
-            Protocol::FastCgi => crate::io::Backend::IoUring,
-            Protocol::Scgi | Protocol::Ajp => crate::io::Backend::Epoll,
-        }
-    }
-}
+pub use proto::Protocol;
 
 /// A bound listening address, ready to be split among workers.
 #[derive(Debug)]

@@ -142,8 +142,8 @@ pub(crate) fn run<H: Handler>(spec: WorkerSpec<H>) -> std::io::Result<()> {
         let mut accepting = Vec::new();
         for (protocol, l) in spec.listeners {
             let listener = match l {
-                WorkerListener::Tcp(l) => Listener::tcp(l, protocol.backend())?,
-                WorkerListener::Unix(l) => Listener::unix(l, protocol.backend())?,
+                WorkerListener::Tcp(l) => Listener::tcp(l, backend_of(protocol))?,
+                WorkerListener::Unix(l) => Listener::unix(l, backend_of(protocol))?,
             };
             accepting.push(io::spawn(accept_loop(ctx.clone(), protocol, listener)));
         }
@@ -220,5 +220,14 @@ async fn accept_loop<H: Handler>(ctx: Rc<WorkerCtx<H>>, protocol: Protocol, list
                 Protocol::Ajp => ajp::serve(stream, &ctx, conn_id, overloaded).await,
             }
         });
+    }
+}
+
+/// The backend that drives a protocol's connections on the tokio-uring loop: FastCGI, the hot
+/// path, on io_uring; SCGI and AJP13 on tokio's epoll reactor in the same worker threads.
+fn backend_of(protocol: Protocol) -> crate::io::Backend {
+    match protocol {
+        Protocol::FastCgi => crate::io::Backend::IoUring,
+        Protocol::Scgi | Protocol::Ajp => crate::io::Backend::Epoll,
     }
 }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::errors::traceback_text;
-use crate::config::WsgiOptions;
+use crate::app::WsgiOptions;
 
 /// Why the application could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 pub use handler::{WsgiError, WsgiHandler};
 pub use load::LoadError;
 
-use crate::config::WsgiOptions;
+use crate::app::WsgiOptions;
 
 /// Loads the application `opts.app` names (a `--wsgi` option is required) and starts its Python
 /// threads. `processes` is `--processes`, for `wsgi.multiprocess`. Call it in the process that
