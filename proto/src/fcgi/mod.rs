@@ -21,9 +21,20 @@ pub use params::{Params, ParamsError};
 pub use record::{
     decode_record, encode_begin_request, encode_end_request, encode_get_values,
     encode_get_values_result, encode_record, encode_stream, encode_unknown_type, BeginRequest,
-    Decode, DecodeError, EndRequest, Record, RecordHeader, StreamRecord,
+    DecodeError, EndRequest, Record, RecordHeader, StreamRecord,
 };
 pub use server::{encode_response_body, encode_response_head, ServerConn};
+
+/// Result of a decoder that may need more input: "need more bytes" is not an error. Defined
+/// here, above the record and name-value decoders that both return it, so neither imports the
+/// other for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode<T> {
+    /// A complete item and the number of input bytes it used.
+    Complete(T, usize),
+    /// The input ends before the item does; call again with more bytes.
+    Partial,
+}
 
 /// The only protocol version FastCGI defines.
 pub const VERSION_1: u8 = 1;

@@ -1,6 +1,6 @@
 //! FastCGI name-value pairs: each length is one byte (< 128) or four bytes with the top bit set.
 
-use super::record::Decode;
+use super::Decode;
 
 /// A malformed name-value pair.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

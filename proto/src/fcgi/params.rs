@@ -1,7 +1,7 @@
 //! Accumulates a request's PARAMS stream and indexes its pairs as offsets into one buffer.
 
 use super::nv::decode_lens;
-use super::record::Decode;
+use super::Decode;
 
 /// Why a request's parameters were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,15 +1,8 @@
 //! Record framing: the 8-byte header, typed bodies of the fixed-size records, and encoders.
 
-use super::{nv, rtype, HEADER_LEN, MAX_CONTENT_LEN, MAX_PADDING_LEN, NULL_REQUEST_ID, VERSION_1};
-
-/// Result of a decoder that may need more input: "need more bytes" is not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decode<T> {
-    /// A complete item and the number of input bytes it used.
-    Complete(T, usize),
-    /// The input ends before the item does; call again with more bytes.
-    Partial,
-}
+use super::{
+    nv, rtype, Decode, HEADER_LEN, MAX_CONTENT_LEN, MAX_PADDING_LEN, NULL_REQUEST_ID, VERSION_1,
+};
 
 /// Why a record could not be decoded. Every variant means the stream cannot be trusted any more:
 /// the connection should be closed.
