@@ -13,8 +13,9 @@
 //!   than the buffer was empty; anything arriving later raises a new edge). End of stream,
 //!   errors and cancellation end the receive (no `more`), as on the ring. Arming a receive
 //!   reads at once, before waiting for readiness: a new connection's request is usually there
-//!   already. A socket is registered with epoll only after that first read, so data or a FIN
-//!   left behind is reported by the registration itself. When no buffer is free the read waits
+//!   already. A socket is registered with epoll only after that first read, and only when the
+//!   loop is about to wait, so data or a FIN left behind is reported by the registration itself,
+//!   and a connection answered and closed within its first turns costs no `epoll_ctl`. When no buffer is free the read waits
 //!   for one (the ring would report `-ENOBUFS`; the loop recycles every buffer within a turn).
 //! - **Multishot accept / poll**: level-triggered interest; `accept4` until `EAGAIN` (at most
 //!   [`ACCEPTS_PER_TURN`] per turn), one completion per connection; a poll completes with the
@@ -115,6 +116,8 @@ pub struct Poller {
     work: Vec<(RawFd, u32)>,
     /// The work list being run (kept to reuse its capacity).
     running: Vec<(RawFd, u32)>,
+    /// Sockets read once and not registered with epoll yet (descriptor, generation).
+    unregistered: Vec<(RawFd, u32)>,
     events: Vec<libc::epoll_event>,
     pool: Option<Rc<PoolShared>>,
     skipped: u32,
@@ -158,6 +161,7 @@ impl Poller {
             ready: Vec::with_capacity(EVENTS * READS_PER_TURN),
             work: Vec::with_capacity(64),
             running: Vec::with_capacity(64),
+            unregistered: Vec::with_capacity(64),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
             pool: None,
             skipped: 0,
@@ -477,12 +481,26 @@ impl Poller {
                 self.read(fd, fresh);
             }
             let s = &self.slots[fd as usize];
-            if fresh && s.gen == gen && !s.queued && (s.recv.is_some() || s.send.is_some()) {
-                // Registered after the first read: what it left behind is reported at once.
-                self.update(fd);
+            if fresh && s.gen == gen && !s.queued && s.recv.is_some() {
+                // Registered after the first read (what it left behind is then reported at
+                // once), and only before the loop waits: a connection answered and closed
+                // within its first turns is never registered at all.
+                self.unregistered.push((fd, gen));
             }
         }
         self.running.clear();
+    }
+
+    /// Registers the sockets read since their receive was armed, before `epoll_wait`.
+    fn register_new(&mut self) {
+        for i in 0..self.unregistered.len() {
+            let (fd, gen) = self.unregistered[i];
+            let s = &self.slots[fd as usize];
+            if s.gen == gen && s.registered == 0 && (s.recv.is_some() || s.send.is_some()) {
+                self.update(fd);
+            }
+        }
+        self.unregistered.clear();
     }
 
     /// Whether queued reads can make progress now (they wait while every buffer is out).
@@ -686,6 +704,7 @@ impl LoopIo for Poller {
             return Ok(Wait::Ready);
         }
         self.skipped = 0;
+        self.register_new();
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut wait = if have >= want || self.work_ready() {
             Some(Duration::ZERO)

@@ -107,10 +107,16 @@ fn a_new_socket_is_read_at_once_and_then_on_readiness() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(all[0].more());
     assert_eq!(take_data(&mut bufs, &all, 1), b"first");
+    let fd = server.as_raw_fd() as usize;
+    assert_eq!(
+        p.slots[fd].registered, 0,
+        "not registered before the loop waits"
+    );
     client.write_all(b"second").unwrap();
     let all = reap_until(&mut p, Duration::from_secs(2), has(1));
     assert!(all[0].more());
     assert_eq!(take_data(&mut bufs, &all, 1), b"second");
+    assert_eq!(p.slots[fd].registered, STREAM_EVENTS);
     assert_eq!(bufs.available(), 8, "every buffer recycled");
 }
 
