@@ -82,6 +82,17 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ringfast", version, about)]
 pub struct Config {
+    /// Read options from this TOML file: each key is an option's long name (`max-requests =
+    /// 1000`, `fastcgi = ["unix:/run/app.sock"]`). Options on the command line (or in their
+    /// environment variables) win over the file. See docs/configuration.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (defaults, the --config file, the command line) as a
+    /// TOML file that --config accepts, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// FastCGI listener: HOST:PORT, [V6]:PORT, unix:PATH or fd:N (an inherited listening
     /// socket). Repeatable. Default when no listener is given: descriptor 0 if it is a listening
     /// socket (spawned by a web server: lighttpd bin-path, mod_fcgid, cgi-fcgi -start), else
@@ -136,6 +147,23 @@ pub struct Config {
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
 
+    /// Spread --max-requests recycling: each worker process gets a budget of --max-requests
+    /// plus a random number of requests from 0 to N, so that processes started together do not
+    /// all restart together (uWSGI's max-requests-delta). Ignored without --max-requests.
+    #[arg(long, value_name = "N")]
+    pub max_requests_jitter: Option<u64>,
+
+    /// Recycle a worker process whose resident memory (RSS) passes this many MiB, as
+    /// --max-requests does (its successor starts at once; it finishes its requests and exits).
+    /// The supervisor checks every second. Runs a supervisor even with --processes 1.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rss: Option<u64>,
+
+    /// Recycle a worker process once it has run this many seconds, as --max-requests does.
+    /// Runs a supervisor even with --processes 1.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub max_lifetime: Option<Duration>,
+
     /// Reload the application when this file's modification time changes (`touch FILE`), as
     /// the spawned-FastCGI setups of the seed guide do: new worker processes start and the old
     /// ones finish their requests; no request is refused. SIGHUP does the same. Runs a
@@ -167,6 +195,23 @@ pub struct Config {
     /// interpreters, such as Python's (one GIL per process).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub processes: usize,
+
+    /// Run as this user (a name or a number) once the listeners are bound: the process that
+    /// loads the application (each worker process under a supervisor) switches to it, with its
+    /// group (or --group) and no supplementary groups, before it loads the application or
+    /// reads a request. Needs root. The supervisor stays root, as PHP-FPM's master does.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run as this group (a name or a number) once the listeners are bound; default: the
+    /// primary group of --user. Needs root.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Owner of the Unix socket files ringfast creates, as USER or USER:GROUP (names or
+    /// numbers), set when they are bound (as root): the web server's user needs to reach them.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub socket_owner: Option<String>,
 
     /// File mode of Unix sockets, in octal.
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
@@ -291,7 +336,11 @@ impl Config {
 
     /// Whether a supervisor process runs: prefork, recycling or reloading need one.
     pub fn supervised(&self) -> bool {
-        self.processes > 1 || self.max_requests.is_some() || self.touch_reload.is_some()
+        self.processes > 1
+            || self.max_requests.is_some()
+            || self.touch_reload.is_some()
+            || self.max_rss.is_some()
+            || self.max_lifetime.is_some()
     }
 
     /// Defaults, as if run with no arguments (for embedding and tests).

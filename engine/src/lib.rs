@@ -6,10 +6,11 @@
 //! - [`io`]: the narrow I/O boundary over the io_uring runtime;
 //! - [`server`]: listeners, workers, connection drivers, shutdown;
 //! - [`metrics`]: metric names, per-worker handles, the Prometheus endpoint;
-//! - [`config`]: the command line.
+//! - [`config`]: the command line; [`config_file`]: `--config FILE` and `--print-config`.
 
 pub mod app;
 pub mod config;
+pub mod config_file;
 pub mod io;
 pub mod logging;
 pub mod metrics;

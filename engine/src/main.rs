@@ -1,13 +1,12 @@
 //! `ringfast`: parse the command line, bind, serve until SIGTERM/SIGINT (SIGHUP reloads under a
 //! supervisor and is logged and ignored without one).
 
-use clap::Parser;
-use engine::config::Config;
 use engine::server::daemon::Daemonized;
 use engine::server::{Forked, Server};
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    // `--config FILE` merged under the command line; `--print-config` prints and exits here.
+    let config = engine::config_file::load_or_exit();
     // A daemon redirects its output itself, after the fork; bind errors still reach the terminal.
     if let Some(path) = config.log_file.as_ref().filter(|_| !config.daemonize) {
         if let Err(e) = engine::server::daemon::redirect_output(path) {
