@@ -12,6 +12,7 @@ mod control;
 pub mod daemon;
 mod dispatch;
 mod fcgi;
+mod handoff;
 mod listener;
 mod native;
 mod prefork;
@@ -131,6 +132,9 @@ pub struct Server {
     /// The native loop the workers run, and on which I/O (see [`native_loop`]); `None`:
     /// tokio-uring.
     native: Option<native::Backend>,
+    /// The process group's hand-off socket for idle connections of stopping worker processes
+    /// (prefork only; see `server/handoff.rs`).
+    handoff: Option<handoff::Handoff>,
 }
 
 impl Server {
@@ -202,6 +206,7 @@ impl Server {
             metrics,
             child: None,
             owns_files: true,
+            handoff: None,
         })
     }
 
@@ -244,7 +249,14 @@ impl Server {
         if !self.config.supervised() {
             return Ok(Forked::Serve(Box::new(self)));
         }
-        prefork::supervise(self)
+        let mut server = self;
+        server.handoff = Some(
+            handoff::Handoff::new().map_err(|source| ServerError::Process {
+                what: "cannot make the connection hand-off socket",
+                source,
+            })?,
+        );
+        prefork::supervise(server)
     }
 
     /// The bound addresses (with the real port where port 0 was asked for).
@@ -319,6 +331,11 @@ impl Server {
             }
         }
         let native = self.native;
+        // Only worker processes hand connections over (a single process has nobody to take them).
+        let handoff = match child {
+            Some(_) => self.handoff.as_ref().map(handoff::Handoff::fds),
+            None => None,
+        };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for index in 0..workers {
             let mut listeners = Vec::new();
@@ -366,6 +383,7 @@ impl Server {
                         shutdown_timeout,
                         metrics,
                         budget,
+                        handoff,
                     };
                     let result = match native {
                         Some(backend) => native::run_on(backend, spec, dispatch::run_handler::<H>),

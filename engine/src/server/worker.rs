@@ -115,6 +115,9 @@ pub(crate) struct WorkerSpec<H> {
     pub(crate) metrics: Option<crate::metrics::Registry>,
     /// The process's `--max-requests` budget, when one is set.
     pub(crate) budget: Option<super::recycle::Budget>,
+    /// In a worker process: the hand-off socket (connections of stopping processes come in
+    /// there, and this worker's go out there when it stops). Native loop only.
+    pub(crate) handoff: Option<super::handoff::HandoffFds>,
 }
 
 /// Runs a worker until it is stopped and its connections are closed (or the shutdown timeout

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,9 @@ pub(super) struct Conn {
     lingering_since: Option<Instant>,
     /// A handler is not reading its body: input is not decoded until it does.
     paused: bool,
+    /// Being handed to another worker process (the worker stops): the receive was cancelled,
+    /// and once it completed the descriptor goes to the hand-off socket (see `server/handoff.rs`).
+    handing_off: bool,
     reqs: Vec<Req>,
     dirty: bool,
     _counted: Option<ConnectionGuard>,
@@ -109,6 +113,8 @@ pub(super) struct ConnTable<H, I> {
     dirty: Vec<usize>,
     now: Instant,
     stopping: bool,
+    /// Where idle connections go when this worker stops, in a worker process.
+    handoff: Option<RawFd>,
     machines: MachineConfig,
     /// Output buffers lent to connections while they are busy, so that an idle keep-alive
     /// connection holds no buffer of its own.
@@ -125,7 +131,7 @@ pub(super) struct ConnTable<H, I> {
 }
 
 impl<H: Handler, I: LoopIo> ConnTable<H, I> {
-    pub(super) fn new(ctx: Rc<WorkerCtx<H>>) -> Self {
+    pub(super) fn new(ctx: Rc<WorkerCtx<H>>, handoff: Option<RawFd>) -> Self {
         let machines = MachineConfig::new(&ctx.limits);
         ConnTable {
             ctx,
@@ -135,6 +141,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
             dirty: Vec::new(),
             now: Instant::now(),
             stopping: false,
+            handoff,
             machines,
             buffers: Vec::new(),
             exchanges: Vec::new(),
@@ -209,6 +216,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
                     linger: false,
                     lingering_since: None,
                     paused: false,
+                    handing_off: false,
                     reqs: Vec::new(),
                     dirty: false,
                     _counted: None,
@@ -246,6 +254,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
         c.linger = false;
         c.lingering_since = None;
         c.paused = false;
+        c.handing_off = false;
         c._counted = Some(counted);
         self.open += 1;
         let gen = c.gen;
@@ -365,9 +374,20 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
             }
         }
         let conn = &mut self.conns[index];
+        if conn.handing_off {
+            if c.result > 0 || conn.state != State::Open {
+                // A request came in before the receive was cancelled: serve it here (the
+                // hand-off is tried again once the connection is idle).
+                conn.handing_off = false;
+            } else if !conn.recv_armed {
+                self.finish_handoff(index);
+                return;
+            }
+        }
+        let conn = &mut self.conns[index];
         let reading =
             conn.state == State::Open || (conn.lingering_since.is_some() && !conn.close_submitted);
-        if reading && !conn.recv_armed && !conn.recv_held {
+        if reading && !conn.recv_armed && !conn.recv_held && !conn.handing_off {
             self.rearm(ring, index);
         }
         self.mark_dirty(index);
@@ -788,6 +808,70 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
         self.maybe_free(index);
     }
 
+    /// Starts handing idle connection `index` to another worker process: its receive is
+    /// cancelled, and [`finish_handoff`](ConnTable::finish_handoff) runs once that completed
+    /// with no input (input that arrives first is served here).
+    fn begin_handoff(&mut self, ring: &mut I, index: usize) {
+        let c = &mut self.conns[index];
+        if c.handing_off {
+            return;
+        }
+        c.handing_off = true;
+        if !c.recv_armed {
+            self.finish_handoff(index);
+            return;
+        }
+        let target = user_data(Op::Recv, index, c.gen);
+        if let Err(e) = ring.cancel(target, user_data(Op::Cancel, index, c.gen)) {
+            tracing::debug!(conn = c.id, error = %e, "cannot cancel the receive; closing instead");
+            c.handing_off = false;
+            c.state = State::Closing;
+            self.mark_dirty(index);
+        }
+    }
+
+    /// Sends idle connection `index` to the hand-off socket and lets go of it; if that fails,
+    /// closes it as a stopping worker always did.
+    fn finish_handoff(&mut self, index: usize) {
+        let Some(to) = self.handoff else {
+            return;
+        };
+        let c = &mut self.conns[index];
+        c.handing_off = false;
+        if c.state != State::Open || !idle(c) || c.send_in_flight || !c.out.is_empty() {
+            // Something happened meanwhile: the usual paths take it from here.
+            self.mark_dirty(index);
+            return;
+        }
+        match super::super::handoff::send(to, c.fd, c.machine.protocol()) {
+            Ok(()) => {
+                tracing::debug!(
+                    conn = c.id,
+                    "idle connection handed to another worker process"
+                );
+                // SAFETY: our descriptor for the socket; the hand-off holds its own reference,
+                // so closing ours (without a shutdown) leaves the connection open.
+                unsafe { libc::close(c.fd) };
+                c.state = State::Closing;
+                c.close_submitted = true;
+                c.close_done = true;
+                c.out.close();
+                self.maybe_free(index);
+            }
+            Err(e) => {
+                tracing::debug!(conn = c.id, error = %e, "cannot hand the connection off; closing it");
+                c.state = State::Closing;
+                self.mark_dirty(index);
+            }
+        }
+    }
+
+    /// Takes a connection handed off by a stopping worker process.
+    pub(super) fn adopt(&mut self, ring: &mut I, fd: std::os::fd::OwnedFd, protocol: Protocol) {
+        use std::os::fd::IntoRawFd;
+        self.accept(ring, fd.into_raw_fd(), protocol);
+    }
+
     /// Closes cleanly: what is queued goes out first, then shutdown and close.
     fn close(&mut self, index: usize) {
         let c = &mut self.conns[index];
@@ -898,8 +982,14 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
             }
         }
         let c = &mut self.conns[index];
+        let hand_off = self.stopping
+            && self.handoff.is_some()
+            && c.state == State::Open
+            && idle(c)
+            && !c.linger
+            && !c.machine.wants_close();
         if c.state == State::Open
-            && (c.machine.wants_close() || (self.stopping && !c.fresh && idle(c)))
+            && (c.machine.wants_close() || (self.stopping && !c.fresh && idle(c) && !hand_off))
         {
             c.state = State::Closing;
         }
@@ -925,6 +1015,8 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
         } else if closing && !c.close_submitted {
             self.submit_shutdown_close(ring, index);
             self.maybe_free(index);
+        } else if hand_off {
+            self.begin_handoff(ring, index);
         } else if !closing && idle(c) {
             self.reclaim_buffers(index);
         }
@@ -1025,6 +1117,13 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
                 continue;
             }
             if c.state != State::Open {
+                continue;
+            }
+            if self.stopping && idle(c) && self.handoff.is_some() && !c.linger {
+                // Handed off by `flush`, as soon as nothing is being sent.
+                if !c.handing_off {
+                    self.mark_dirty(index);
+                }
                 continue;
             }
             if self.stopping && idle(c) && (!c.fresh || now - c.accepted > FRESH_GRACE) {

@@ -58,6 +58,8 @@ pub(crate) enum Op {
     Close = 4,
     Wake = 5,
     Cancel = 6,
+    /// Readiness of the hand-off socket: connections of a stopping worker process.
+    Handoff = 7,
 }
 
 /// Packs an operation, a slot index and the slot's generation into a completion's user data.
@@ -75,6 +77,7 @@ fn unpack(ud: u64) -> Option<(Op, usize, u32)> {
         4 => Op::Close,
         5 => Op::Wake,
         6 => Op::Cancel,
+        7 => Op::Handoff,
         _ => return None,
     };
     Some((op, ((ud >> 32) & 0xff_ffff) as usize, ud as u32))
@@ -230,7 +233,8 @@ where
             }
         })
         .collect();
-    let mut table = ConnTable::<H, I>::new(ctx.clone());
+    let handoff = spec.handoff;
+    let mut table = ConnTable::<H, I>::new(ctx.clone(), handoff.map(|h| h.send));
     let mut handlers = HandlerSlots::new(ready.clone());
     ring.poll_multishot(
         ready.eventfd(),
@@ -239,6 +243,12 @@ where
     )?;
     for (i, l) in listeners.iter_mut().enumerate() {
         l.arm(&mut ring, i)?;
+    }
+    // Connections handed off by stopping worker processes arrive like accepted ones.
+    let mut handoff_armed = false;
+    if let Some(h) = handoff {
+        ring.poll_multishot(h.recv, libc::POLLIN as u32, user_data(Op::Handoff, 0, 0))?;
+        handoff_armed = true;
     }
 
     let mut completions = Vec::with_capacity(256);
@@ -314,6 +324,30 @@ where
                         )?;
                     }
                 }
+                Op::Handoff => {
+                    if !c.more() {
+                        handoff_armed = false;
+                    }
+                    if let (Some(h), true) = (handoff, c.result >= 0 && stopping.is_none()) {
+                        for _ in 0..16 {
+                            match super::handoff::recv(h.recv) {
+                                Ok(Some((fd, protocol))) => table.adopt(&mut ring, fd, protocol),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(worker = ctx.index, error = %e, "hand-off failed");
+                                }
+                            }
+                        }
+                        if !handoff_armed {
+                            ring.poll_multishot(
+                                h.recv,
+                                libc::POLLIN as u32,
+                                user_data(Op::Handoff, 0, 0),
+                            )?;
+                            handoff_armed = true;
+                        }
+                    }
+                }
                 // Cancellations and the shutdowns of linked closes: nothing to do.
                 Op::Cancel => {}
             }
@@ -337,11 +371,15 @@ where
                         ring.cancel(user_data(Op::Accept, i, 0), user_data(Op::Cancel, i, 0))?;
                     }
                 }
+                // A stopping worker takes no more handed-off connections: it hands its own on.
+                if handoff_armed {
+                    ring.cancel(user_data(Op::Handoff, 0, 0), user_data(Op::Cancel, 0, 0))?;
+                }
                 table.begin_stop();
             }
             table.sweep(&mut ring, &mut handlers);
             if let Some(since) = stopping {
-                let accepts_done = listeners.iter().all(|l| !l.armed);
+                let accepts_done = listeners.iter().all(|l| !l.armed) && !handoff_armed;
                 if accepts_done && table.is_empty() {
                     return Ok(());
                 }
