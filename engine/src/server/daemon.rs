@@ -47,7 +47,7 @@ fn dup_onto(from: libc::c_int, to: libc::c_int) -> io::Result<()> {
 /// Forks into the background (see the module docs). Call before any thread is started.
 pub(crate) fn daemonize(log_file: Option<&Path>) -> io::Result<Daemonized> {
     // SAFETY: called while the process is single-threaded.
-    let pid = unsafe { libc::fork() };
+    let pid = unsafe { super::fork::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -12,6 +12,7 @@ mod control;
 pub mod daemon;
 mod dispatch;
 mod fcgi;
+pub mod fork;
 mod handoff;
 mod listener;
 mod native;

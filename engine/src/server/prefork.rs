@@ -266,7 +266,7 @@ impl Supervisor {
         let (sup_end, worker_end) = control::pair().map_err(supervisor_error)?;
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the supervisor is single-threaded, so the child starts in a consistent state.
-        let pid = unsafe { libc::fork() };
+        let pid = unsafe { super::fork::fork() };
         if pid < 0 {
             return Err(supervisor_error(std::io::Error::last_os_error()));
         }
