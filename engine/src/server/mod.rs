@@ -19,6 +19,7 @@ mod native;
 mod prefork;
 mod recycle;
 mod scgi;
+mod sd_notify;
 mod shutdown;
 pub mod signals;
 mod worker;
@@ -125,6 +126,9 @@ pub struct Server {
     stop: StopHandle,
     /// The `/metrics` endpoint, bound; serving starts with [`run`](Server::run).
     metrics: Option<crate::metrics::Exporter>,
+    /// systemd's notification socket (`$NOTIFY_SOCKET`), in the process systemd started (not
+    /// in a forked worker process).
+    notify: Option<sd_notify::Notifier>,
     /// Set in a worker process forked by the prefork supervisor.
     child: Option<prefork::ChildRole>,
     /// This process removes the Unix socket files it bound and the pidfile when it is done
@@ -191,6 +195,10 @@ impl Server {
         });
         let metrics = crate::metrics::Exporter::from_option(config.metrics)
             .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
+        let notify = sd_notify::Notifier::from_env().unwrap_or_else(|e| {
+            tracing::warn!("not notifying systemd: {e}");
+            None
+        });
         if let Some(path) = &config.pidfile {
             std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
                 ServerError::Pidfile {
@@ -205,6 +213,7 @@ impl Server {
             native,
             stop: StopHandle::new(),
             metrics,
+            notify,
             child: None,
             owns_files: true,
             handoff: None,
@@ -288,6 +297,8 @@ impl Server {
         let next_conn_id = Arc::new(AtomicU64::new(1));
         let make_handler = Arc::new(make_handler);
         let child = self.child.take();
+        // Only a server without a supervisor notifies systemd from here.
+        let mut notify = self.notify.take().filter(|_| child.is_none());
         let registry = match self.metrics.take() {
             Some(exporter) => {
                 let addr = exporter.local_addr().to_string();
@@ -408,9 +419,20 @@ impl Server {
                 }
             }
         }
+        if let Some(n) = &notify {
+            n.ready(&self.status_line(1));
+        }
+        let mut stopping_said = false;
         let mut first_error = None;
         let mut finished = 0;
         while finished < workers {
+            if let Some(n) = notify.as_mut() {
+                if self.stop.is_stopped() && !stopping_said {
+                    stopping_said = true;
+                    n.stopping("stopping: finishing the requests in flight");
+                }
+                n.ping_if_due();
+            }
             let waited = if self.stop.is_stopped() {
                 // Workers give up on requests at the shutdown timeout; allow a margin.
                 match done_rx.recv_timeout(self.config.shutdown_timeout + Duration::from_secs(2)) {
@@ -439,6 +461,20 @@ impl Server {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// One line for systemd's `STATUS=`: the listeners, processes and workers.
+    fn status_line(&self, processes: usize) -> String {
+        let listeners: Vec<String> = self
+            .bound
+            .iter()
+            .map(|(p, b)| format!("{} on {}", p.name(), b.addr()))
+            .collect();
+        format!(
+            "serving {}; {processes} process(es) x {} worker(s)",
+            listeners.join(", "),
+            self.config.worker_count()
+        )
     }
 
     /// Removes the Unix socket files and the pidfile, once, if this process owns them. Also

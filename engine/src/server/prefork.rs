@@ -318,6 +318,7 @@ impl Supervisor {
         } = self;
         drop((signals, http, slots));
         server.owns_files = false;
+        server.notify = None;
         server.child = Some(ChildRole {
             slot,
             channel,
@@ -342,6 +343,9 @@ impl Supervisor {
                     self.reap_blocking();
                     break;
                 }
+            }
+            if let Some(n) = self.server.notify.as_mut() {
+                n.ping_if_due();
             }
             if self.touched() {
                 tracing::info!("reload: the touch-reload file changed");
@@ -388,6 +392,12 @@ impl Supervisor {
     /// generation is ready ([`Supervisor::commit_if_ready`]). Returns `Some` in a child.
     fn reload(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
         self.reloads += 1;
+        if let Some(n) = &self.server.notify {
+            n.reloading(&format!(
+                "reloading: starting {} new worker process(es)",
+                self.slots.len()
+            ));
+        }
         for slot in 0..self.slots.len() {
             let s = &mut self.slots[slot];
             // A generation still starting is superseded by this one.
@@ -433,6 +443,7 @@ impl Supervisor {
             processes = self.slots.len(),
             "reload complete: the new worker processes serve; the previous ones finish their requests"
         );
+        self.notify_ready("");
         self.note_all_ready();
     }
 
@@ -440,6 +451,7 @@ impl Supervisor {
     /// failed. The rest of the new generation is stopped and the old one keeps serving.
     fn abort_reload(&mut self) {
         self.reload_failures += 1;
+        self.notify_ready("; the last reload failed, the previous worker processes serve");
         for slot in 0..self.slots.len() {
             let s = &mut self.slots[slot];
             if let Some(next) = s.next.take() {
@@ -461,6 +473,20 @@ impl Supervisor {
         if all && !self.served {
             self.served = true;
             tracing::info!(processes = self.slots.len(), "all worker processes ready");
+            self.notify_ready("");
+        }
+    }
+
+    /// Tells systemd the server is ready (again), with a status line ending in `note`.
+    fn notify_ready(&self, note: &str) {
+        if let Some(n) = &self.server.notify {
+            n.ready(&format!(
+                "{}; restarts {}, recycles {}, reloads {}{note}",
+                self.server.status_line(self.slots.len()),
+                self.restarts,
+                self.recycles,
+                self.reloads
+            ));
         }
     }
 
@@ -573,7 +599,13 @@ impl Supervisor {
             .filter_map(|s| s.respawn_at)
             .min()
             .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
-        next.min(Duration::from_secs(1)).as_millis() as libc::c_int
+        let ping = self
+            .server
+            .notify
+            .as_ref()
+            .and_then(|n| n.next_ping_in())
+            .unwrap_or(Duration::MAX);
+        next.min(ping).min(Duration::from_secs(1)).as_millis() as libc::c_int
     }
 
     fn on_channel(
@@ -691,6 +723,9 @@ impl Supervisor {
 
     fn begin_stop(&mut self) {
         self.stopping = Some(Instant::now());
+        if let Some(n) = &self.server.notify {
+            n.stopping("stopping: the worker processes finish their requests");
+        }
         for s in &mut self.slots {
             s.respawn_at = None;
         }
