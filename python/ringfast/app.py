@@ -18,8 +18,14 @@ DEBUG = False
 
 def _load(target):
     if target == "django":
+        from django.conf import settings
         from django.core.servers.basehttp import get_internal_wsgi_application
 
+        # manage.py ran Django's checks in the process this one was forked from, before any
+        # request: settings then cached STATIC_URL and MEDIA_URL without the URL prefix
+        # (SCRIPT_NAME) of the requests to come. Let the first request here set them.
+        for name in ("STATIC_URL", "MEDIA_URL"):
+            settings.__dict__.pop(name, None)
         return get_internal_wsgi_application()
     module, _, attr = target.partition(":")
     obj = importlib.import_module(module)
