@@ -174,6 +174,24 @@ bench_quick() {
     return "$rc"
 }
 
+# The Python package: maturin (in its own virtualenv, installed once) builds the abi3 wheel into
+# python/target/wheels (cargo rebuilds only what changed); a fresh virtualenv gets the wheel and
+# engine/tests/fixtures/requirements.txt; python/tests/test_e2e.py runs with its python.
+python_wheel() {
+    local tools="$ROOT/python/target/maturin-venv" wheels="$ROOT/python/target/wheels"
+    local venv="$ROOT/python/target/test-venv"
+    if [ ! -x "$tools/bin/maturin" ]; then
+        "$PYO3_PYTHON" -m venv "$tools" && "$tools/bin/pip" install -q "maturin>=1.5,<2" || return 1
+    fi
+    rm -rf "$wheels"
+    "$tools/bin/maturin" build --release --quiet -o "$wheels" -i "$PYO3_PYTHON" || return 1
+    rm -rf "$venv"
+    "$PYO3_PYTHON" -m venv "$venv" &&
+        "$venv/bin/pip" install -q "$wheels"/ringfast-*.whl \
+            -r "$ROOT/engine/tests/fixtures/requirements.txt" || return 1
+    "$venv/bin/python" -m unittest discover -s "$ROOT/python/tests" -v
+}
+
 # The cargo-fuzz targets (engine/fuzz; docs/architecture.md, "Fuzzing"), RINGFAST_FUZZ_SECONDS
 # (20) each, when a nightly toolchain is there; scripts/fuzz.sh installs cargo-fuzz if missing.
 # Without nightly or cargo-fuzz the step is a SKIP: `cargo test` replayed their corpus anyway.
@@ -216,6 +234,11 @@ if [ "$FAILED" -eq 0 ]; then
     run_step "cargo clippy (wsgi)" cargo clippy -p engine --all-targets --features wsgi -- -D warnings
     run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \
         --test wsgi_django --test wsgi_compliance --test wsgi_flask --test wsgi_reload
+    # The Python package (pyproject.toml, python/): the wheel, built with maturin, installed in
+    # a fresh virtualenv with Django, and the old Django guide's command lines behind nginx.
+    run_step "cargo clippy (python/)" env PYO3_BUILD_EXTENSION_MODULE=1 cargo clippy \
+        --manifest-path python/Cargo.toml --all-targets -- -D warnings
+    run_step "python wheel (pip install, runfcgi, behind nginx)" python_wheel
     run_step "ringfast-bench --quick" bench_quick
     run_fuzz
 else

@@ -69,6 +69,20 @@ def wait_gone(pid, timeout=20.0):
     raise AssertionError(f"pid {pid} still running")
 
 
+def running(needle):
+    """The pids whose command line contains `needle`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if needle.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
 class Client:
     """urllib with cookies; answers (status, headers, text)."""
 
@@ -402,6 +416,79 @@ class Site(unittest.TestCase):
             r = self.manage(*args)
             self.assertNotEqual(r.returncode, 0, args)
             self.assertIn(named, r.stderr, args)
+
+    # --- spawned by the web server -----------------------------------------------------------
+
+    def test_spawned_by_lighttpd_and_touch(self):
+        lighttpd = os.environ.get("RINGFAST_LIGHTTPD", "/usr/sbin/lighttpd")
+        d = os.path.join(self.tmp, "spawned")
+        docroot = os.path.join(d, "public_html")
+        os.makedirs(docroot)
+        script = os.path.join(docroot, "mysite.fcgi")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                #!{os.path.join(BIN, "python")}
+                import sys, os
+
+                # Add a custom Python path.
+                sys.path.insert(0, "{self.proj}")
+
+                # Set the DJANGO_SETTINGS_MODULE environment variable.
+                os.environ['DJANGO_SETTINGS_MODULE'] = "mysite.settings"
+
+                from ringfast import runfastcgi
+                runfastcgi(method="threaded", daemonize="false")
+                """))
+        os.chmod(script, 0o755)
+        port = free_port()
+        conf = os.path.join(d, "lighttpd.conf")
+        with open(conf, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                server.document-root = "{docroot}"
+                server.port = {port}
+                server.bind = "127.0.0.1"
+                server.pid-file = "{d}/lighttpd.pid"
+                server.errorlog = "{d}/lighttpd-error.log"
+                server.modules += ( "mod_rewrite", "mod_alias", "mod_fastcgi" )
+                fastcgi.server = (
+                    "/mysite.fcgi" => (
+                        "main" => (
+                            "socket" => "{d}/mysite.sock",
+                            "bin-path" => "{script}",
+                            "check-local" => "disable",
+                            "max-procs" => 1,
+                        )
+                    ),
+                )
+                alias.url = ( "/static" => "{self.proj}/static/" )
+                url.rewrite-once = (
+                    "^(/static.*)$" => "$1",
+                    "^(/.*)$" => "/mysite.fcgi$1",
+                )
+                """))
+        p = subprocess.Popen([lighttpd, "-D", "-f", conf], env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            page = wait_ok(base + "/")
+            self.assertIn('href="/vote/"', page, "no mysite.fcgi in the links")
+            first = int(re.search(r"pid (\d+)", page).group(1))
+            status, _, _ = Client().get(base + "/static/admin/css/base.css")
+            self.assertEqual(status, 200)
+            time.sleep(1.1)
+            os.utime(script)
+            deadline = time.monotonic() + 30
+            pid = first
+            while pid == first and time.monotonic() < deadline:
+                time.sleep(0.2)
+                pid = int(re.search(r"pid (\d+)", wait_ok(base + "/")).group(1))
+            self.assertNotEqual(pid, first, "touch mysite.fcgi: a new process serves")
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+            # lighttpd sent SIGTERM to the script it spawned, which stops gracefully.
+            for pid in running(script):
+                wait_gone(pid)
 
     # --- without Django -------------------------------------------------------------------------
 
