@@ -221,8 +221,10 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub backlog: u32,
 
-    /// Most connections open at once, over all workers. Past it, each request on a new
-    /// connection is answered FCGI_OVERLOADED and the connection closed.
+    /// Most connections open at once, over all workers. Past it, the worker closes its idle
+    /// connection that has been quiet longest to admit the new one; with none idle, each
+    /// request on the new connection is answered FCGI_OVERLOADED (503 for SCGI and AJP13) and
+    /// the connection closed.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_conns: usize,
 

@@ -381,16 +381,20 @@ pub enum Limit {
     ParamsTimeout,
     /// A request head larger than the connection's receive buffer; the connection was closed.
     RecvBuffer,
+    /// `--max-conns` was reached and an idle connection (no request in flight) was closed to
+    /// admit a new one, the one quiet longest first.
+    IdleEvicted,
 }
 
 impl Limit {
     /// Every limit, in label order.
-    pub const ALL: [Limit; 5] = [
+    pub const ALL: [Limit; 6] = [
         Limit::MaxConns,
         Limit::MaxReqsPerConn,
         Limit::MaxParamsBytes,
         Limit::ParamsTimeout,
         Limit::RecvBuffer,
+        Limit::IdleEvicted,
     ];
 
     /// The label value.
@@ -401,6 +405,7 @@ impl Limit {
             Limit::MaxParamsBytes => "max_params_bytes",
             Limit::ParamsTimeout => "params_timeout",
             Limit::RecvBuffer => "recv_buffer",
+            Limit::IdleEvicted => "idle_evicted",
         }
     }
 

@@ -71,6 +71,8 @@ pub(super) struct Conn {
     fd: i32,
     id: u64,
     accepted: Instant,
+    /// When input last arrived (or the connection was accepted).
+    last_active: Instant,
     fresh: bool,
     machine: Machine,
     /// Bytes received but not used yet (a partial record, or input held while paused).
@@ -179,7 +181,26 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
     /// Takes a newly accepted socket.
     pub(super) fn accept(&mut self, ring: &mut I, fd: i32, protocol: Protocol) {
         let total = self.ctx.process_conn_opened();
-        let overloaded = total > self.ctx.limits.max_conns;
+        let mut overloaded = total > self.ctx.limits.max_conns;
+        if overloaded {
+            if let Some(victim) = self.least_recently_active_idle() {
+                // Room for a connection that wants to send a request: an idle keep-alive
+                // connection (no request in flight, nothing half-received) is closed instead,
+                // the one that has been quiet longest first.
+                let c = &mut self.conns[victim];
+                tracing::debug!(
+                    worker = self.ctx.index,
+                    conn = c.id,
+                    "max-conns reached: closing the longest idle connection"
+                );
+                c.state = State::Closing;
+                self.mark_dirty(victim);
+                self.ctx
+                    .metrics
+                    .limit_rejected(protocol, Limit::IdleEvicted);
+                overloaded = false;
+            }
+        }
         if overloaded {
             self.ctx.metrics.limit_rejected(protocol, Limit::MaxConns);
             tracing::warn!(
@@ -198,6 +219,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
                     fd: -1,
                     id: 0,
                     accepted: now,
+                    last_active: now,
                     fresh: true,
                     machine: Machine::new(protocol, &self.machines, overloaded, now),
                     pending: Vec::new(),
@@ -232,6 +254,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
         c.fd = fd;
         c.id = id;
         c.accepted = now;
+        c.last_active = now;
         c.fresh = true;
         c.machine.reset(protocol, &self.machines, overloaded, now);
         c.pending.clear();
@@ -325,6 +348,7 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
                 .and_then(|bid| bufs.buffer(bid, c.result as usize).ok());
             if let (Some(data), State::Open) = (data, conn.state) {
                 conn.fresh = false;
+                conn.last_active = self.now;
                 self.lend_buffer(index);
                 let conn = &mut self.conns[index];
                 if conn.pending.is_empty() && !conn.paused {
@@ -806,6 +830,17 @@ impl<H: Handler, I: LoopIo> ConnTable<H, I> {
         }
         c.close_done = true;
         self.maybe_free(index);
+    }
+
+    /// The open connection with no request in flight and no input waiting that has been quiet
+    /// the longest (scanned only when `--max-conns` is reached).
+    fn least_recently_active_idle(&self) -> Option<usize> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state == State::Open && !c.handing_off && idle(c))
+            .min_by_key(|(_, c)| c.last_active)
+            .map(|(i, _)| i)
     }
 
     /// Starts handing idle connection `index` to another worker process: its receive is
