@@ -106,10 +106,9 @@ fn a_single_process_says_ready_pings_the_watchdog_and_says_stopping() {
         "{status}"
     );
     // WatchdogSec=0.4s: a ping every 0.2 s.
-    let pings = (0..3)
-        .map(|_| systemd.expect("WATCHDOG=1", &engine).0)
-        .count();
-    assert_eq!(pings, 3);
+    for _ in 0..3 {
+        systemd.expect("WATCHDOG=1", &engine);
+    }
     engine.signal(libc::SIGTERM);
     systemd.expect("STOPPING=1", &engine);
     let st = engine.wait_timeout(Duration::from_secs(20)).unwrap();

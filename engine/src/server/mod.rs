@@ -17,6 +17,7 @@ mod handoff;
 mod listener;
 mod native;
 mod prefork;
+mod privileges;
 mod recycle;
 mod scgi;
 mod sd_notify;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use listener::Protocol;
 pub use prefork::Forked;
+pub use privileges::PrivilegeError;
 pub use shutdown::StopHandle;
 
 use crate::app::Handler;
@@ -72,6 +74,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `--user`, `--group` or `--socket-owner` cannot be used.
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
     /// A worker thread could not start or failed.
     #[error("worker {index}: {source}")]
     Worker {
@@ -129,6 +134,8 @@ pub struct Server {
     /// systemd's notification socket (`$NOTIFY_SOCKET`), in the process systemd started (not
     /// in a forked worker process).
     notify: Option<sd_notify::Notifier>,
+    /// `--user` and `--group`: who the process that loads the application runs as.
+    identity: Option<privileges::Identity>,
     /// Set in a worker process forked by the prefork supervisor.
     child: Option<prefork::ChildRole>,
     /// This process removes the Unix socket files it bound and the pidfile when it is done
@@ -149,6 +156,18 @@ impl Server {
         if let Some(mask) = config.umask {
             // SAFETY: umask only sets the process's file creation mask.
             unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // Names are looked up before anything is bound: a typo stops the start.
+        let identity = privileges::resolve(config.user.as_deref(), config.group.as_deref())?;
+        let socket_owner = match &config.socket_owner {
+            Some(spec) => Some(privileges::resolve_owner(spec)?),
+            None => None,
+        };
+        if identity.is_none() && privileges::euid() == 0 {
+            tracing::warn!(
+                "running as root: the application will run as root too; give --user USER (and \
+                 --group GROUP) to switch to an unprivileged user once the listeners are bound"
+            );
         }
         let workers = config.worker_count();
         let mut bound = Vec::new();
@@ -185,6 +204,14 @@ impl Server {
                     }
                 }
                 let b = listener::bind(&addr, workers, config.backlog, config.socket_mode)?;
+                if let (Some((uid, gid)), Some(path)) = (socket_owner, b.owned_path()) {
+                    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| {
+                        ServerError::Bind {
+                            addr: addr.to_string(),
+                            source,
+                        }
+                    })?;
+                }
                 bound.push((protocol, b));
             }
         }
@@ -214,6 +241,7 @@ impl Server {
             stop: StopHandle::new(),
             metrics,
             notify,
+            identity,
             child: None,
             owns_files: true,
             handoff: None,
@@ -256,17 +284,26 @@ impl Server {
     ///
     /// Call it before any thread is started (signal handlers included): the supervisor forks.
     pub fn fork_processes(self) -> Result<Forked, ServerError> {
-        if !self.config.supervised() {
-            return Ok(Forked::Serve(Box::new(self)));
+        let forked = if !self.config.supervised() {
+            Forked::Serve(Box::new(self))
+        } else {
+            let mut server = self;
+            server.handoff = Some(handoff::Handoff::new().map_err(|source| {
+                ServerError::Process {
+                    what: "cannot make the connection hand-off socket",
+                    source,
+                }
+            })?);
+            prefork::supervise(server)?
+        };
+        // The process that loads the application gives up root here (--user), before the
+        // application is loaded and before any request is read; the supervisor stays as it is.
+        if let Forked::Serve(server) = &forked {
+            if let Some(id) = &server.identity {
+                privileges::switch_to(id, server.child.is_some())?;
+            }
         }
-        let mut server = self;
-        server.handoff = Some(
-            handoff::Handoff::new().map_err(|source| ServerError::Process {
-                what: "cannot make the connection hand-off socket",
-                source,
-            })?,
-        );
-        prefork::supervise(server)
+        Ok(forked)
     }
 
     /// The bound addresses (with the real port where port 0 was asked for).
