@@ -1,114 +1,98 @@
-//! One WSGI call, on a Python thread: build the environ, call the application, stream the
-//! iterable it returns, and always call its `close()` (also when the client went away, which
+//! One WSGI call, on a Python thread with the GIL held: build the environ, call the application,
+//! send what it returns, and always call its `close()` (also when the client went away, which
 //! shows up as an `OSError` at the application's next read or write).
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
-use tokio::sync::mpsc;
+use pyo3::types::{PyList, PyTuple};
 
-use super::environ::{self, Settings};
+use super::environ::{Environ, Settings};
 use super::errors::traceback_text;
-use super::input::{BodyMsg, Input};
-use super::output::{send_body_py, Event, Output, StartResponse};
-
-/// What the handler task hands to a Python thread for one request.
-#[derive(Debug)]
-pub(crate) struct Call {
-    /// The CGI variables, corrected ([`environ::cgi_vars`]).
-    pub(crate) vars: Vec<(String, String)>,
-    /// Body chunks from the handler task.
-    pub(crate) body: mpsc::Receiver<BodyMsg>,
-    /// Status, headers and body chunks to the handler task.
-    pub(crate) events: mpsc::Sender<Event>,
-}
+use super::input::Input;
+use super::link::Link;
+use super::output::{self, StartResponse};
 
 /// The application as loaded, with what every call needs.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) callable: Py<PyAny>,
-    pub(crate) file_wrapper: Py<PyAny>,
+    pub(crate) environ: Environ,
     pub(crate) settings: Settings,
 }
 
 /// Serves one request. Never raises: failures are logged and reported to the handler task.
-pub(crate) fn run(py: Python<'_>, app: &App, call: Call) {
-    let out = Output::new(call.events);
-    if out.is_gone() {
+pub(crate) fn run(py: Python<'_>, app: &App, link: &Arc<Link>) {
+    if link.is_closed() {
         // Aborted while queued: the application never sees it.
         return;
     }
-    let input = Input::new(call.body);
-    let environ = environ::to_dict(
-        py,
-        &call.vars,
-        &app.settings,
-        input,
-        app.file_wrapper.bind(py),
-    );
-    let outcome = environ
+    let outcome = Bound::new(py, Input::new(link.clone()))
+        .and_then(|input| app.environ.build(py, &link.vars, input.into_any()))
         .and_then(|env| {
-            let start_response = Bound::new(py, StartResponse::new(out.clone()))?;
+            let start_response = Bound::new(py, StartResponse::new(link.clone()))?;
             app.callable.bind(py).call1((env, start_response))
         })
-        .map(|result| {
-            let streamed = stream(py, &out, &result);
-            close(py, &out, &result);
-            streamed
-        })
-        .and_then(|streamed| streamed);
-    match outcome {
-        Ok(()) => finish(py, &out),
-        Err(e) => {
-            report(py, &out, &e);
-            let _ = py.detach(|| out.send(Event::Failed));
-        }
+        .and_then(|result| respond(py, link, &result));
+    if let Err(e) = outcome {
+        report(py, link, &e);
+        link.fail();
     }
 }
 
+/// Sends the application's result: a list or tuple at once when it can, anything else as it
+/// iterates; `close()` is called before the end is sent.
+fn respond(py: Python<'_>, link: &Link, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    // Exact lists and tuples have no close(); their items are all there.
+    if let Ok(list) = result.cast_exact::<PyList>() {
+        let items: Vec<_> = list.iter().collect();
+        if output::send_whole(py, link, &items)? {
+            return Ok(());
+        }
+    } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+        let items: Vec<_> = tuple.iter().collect();
+        if output::send_whole(py, link, &items)? {
+            return Ok(());
+        }
+    }
+    let streamed = stream(py, link, result);
+    close(py, link, result);
+    streamed?;
+    output::finish(py, link)
+}
+
 /// Iterates the application's result, sending each non-empty chunk as it is produced.
-fn stream(py: Python<'_>, out: &Output, result: &Bound<'_, PyAny>) -> PyResult<()> {
+fn stream(py: Python<'_>, link: &Link, result: &Bound<'_, PyAny>) -> PyResult<()> {
     for item in result.try_iter()? {
         let item = item?;
-        let bytes = item
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err("the application yielded a non-bytes value"))?;
-        if !bytes.as_bytes().is_empty() {
-            send_body_py(py, out, bytes.as_bytes())?;
+        let bytes = output::as_bytes(&item)?.as_bytes();
+        if !bytes.is_empty() {
+            output::send_body(py, link, bytes)?;
         }
     }
     Ok(())
 }
 
-/// Calls `result.close()` if it has one; an exception there is logged.
-fn close(py: Python<'_>, out: &Output, result: &Bound<'_, PyAny>) {
-    let closed = result
-        .hasattr("close")
-        .and_then(|has| has.then(|| result.call_method0("close")).transpose());
-    if let Err(e) = closed {
-        report(py, out, &e);
+/// Calls `result.close()` if it has one; an exception there is logged. The lookup does not
+/// raise and discard an AttributeError for results without one (lists and tuples are not
+/// looked up at all).
+fn close(py: Python<'_>, link: &Link, result: &Bound<'_, PyAny>) {
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return;
     }
-}
-
-/// Ends a response whose iteration finished: headers if none went out yet, then the end.
-fn finish(py: Python<'_>, out: &Arc<Output>) {
-    let sent = py.detach(|| match out.send_head() {
-        Ok(Ok(())) => out.send(Event::Done).map_err(|_| None),
-        Ok(Err(_)) => Err(None),
-        Err(e) => Err(Some(e)),
-    });
-    if let Err(Some(e)) = sent {
-        tracing::error!(target: "wsgi", "{e}");
-        let _ = py.detach(|| out.send(Event::Failed));
+    let closed = result
+        .getattr_opt(intern!(py, "close"))
+        .and_then(|close| close.map(|c| c.call0()).transpose());
+    if let Err(e) = closed {
+        report(py, link, &e);
     }
 }
 
 /// Logs an application error with its traceback (at info when the client had gone away).
-fn report(py: Python<'_>, out: &Output, e: &PyErr) {
+fn report(py: Python<'_>, link: &Link, e: &PyErr) {
     let tb = traceback_text(py, e);
-    if out.is_gone() {
+    if link.is_closed() {
         tracing::info!(target: "wsgi", "client went away; the application stopped: {}", tb.trim_end());
     } else {
         tracing::error!(target: "wsgi", "the application raised:\n{}", tb.trim_end());

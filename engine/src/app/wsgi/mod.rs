@@ -1,12 +1,13 @@
 //! Python WSGI hosting (PEP 3333), behind the cargo feature `wsgi`.
 //!
-//! A request flows like this: the worker's handler task ([`handler`]) builds the CGI variables
-//! ([`environ`], with the URL prefix corrected by [`prefix`]) and queues a call on the bounded
-//! pool of Python threads ([`pool`]). The Python thread ([`call`]) builds the environ dict, calls
-//! the application, and streams the iterable's chunks back through a bounded channel
-//! ([`output`]: `start_response`, `write()`); `wsgi.input` ([`input`]) pulls body chunks from the
-//! handler task through another bounded channel. I/O threads never take the GIL; Python threads
-//! release it whenever they wait for the connection.
+//! A request flows like this: the worker's handler task ([`handler`]) copies the request
+//! variables into one buffer ([`environ::Vars`], with the URL prefix corrected by [`prefix`])
+//! and queues the request, as one [`link::Link`], on the pool of Python threads ([`pool`]). A
+//! Python thread ([`call`]) builds the environ dict, calls the application and sends its answer
+//! back through the same link ([`output`]: a list or tuple as one message with status and
+//! headers, anything else chunk by chunk); `wsgi.input` ([`input`]) reads the body the handler
+//! task feeds into the link. I/O threads never take the GIL; a Python thread holds it from one
+//! request to the next while requests are queued, and releases it whenever it waits.
 
 mod call;
 mod environ;
@@ -14,6 +15,7 @@ mod errors;
 mod file_wrapper;
 mod handler;
 mod input;
+mod link;
 mod load;
 mod output;
 mod pool;
@@ -46,15 +48,18 @@ pub fn load(opts: &WsgiOptions, processes: usize) -> Result<WsgiHandler, LoadErr
         multithread: threads > 1,
         multiprocess: processes > 1,
     };
-    let file_wrapper = Python::attach(|py| environ::file_wrapper_type(py).unbind());
-    let pool = pool::Pool::start(threads).map_err(LoadError::Threads)?;
+    let environ = Python::attach(|py| environ::Environ::new(py, &settings)).map_err(|e| {
+        LoadError::Python {
+            spec: spec.to_string(),
+            traceback: e.to_string(),
+        }
+    })?;
+    let app = Arc::new(call::App {
+        callable,
+        environ,
+        settings,
+    });
+    let pool = pool::Pool::start(threads, app.clone()).map_err(LoadError::Threads)?;
     tracing::info!(target: "wsgi", threads, processes, "Python threads started");
-    Ok(WsgiHandler {
-        app: Arc::new(call::App {
-            callable,
-            file_wrapper,
-            settings,
-        }),
-        pool,
-    })
+    Ok(WsgiHandler { app, pool })
 }

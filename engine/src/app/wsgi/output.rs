@@ -1,135 +1,57 @@
-//! The response side of a WSGI call: `start_response`, the `write()` callable, and the events
-//! that carry status, headers and body chunks to the handler task through a bounded channel.
+//! The response side of a WSGI call, on the Python thread: `start_response`, the `write()`
+//! callable, and turning the application's result into [`Msg`]s for the handler task.
 //!
 //! As PEP 3333 asks, `start_response` only records the status and headers; they go out with the
 //! first non-empty body chunk (or at the end, for an empty body). Until then a second call with
-//! `exc_info` replaces them; after that it re-raises the application's exception.
+//! `exc_info` replaces them; after that it re-raises the application's exception. A result that
+//! is a list or a tuple of bytes (what most frameworks return) goes out as one message with the
+//! status and headers ([`send_whole`]); anything else is streamed chunk by chunk.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
-use tokio::sync::mpsc;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-/// Events a channel holds before the Python thread waits for the connection.
-pub(crate) const EVENT_DEPTH: usize = 4;
+use super::link::{Gone, Head, Link, Msg};
 
-/// What the Python thread sends to the handler task.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// Status and headers (sent once, before the first body chunk).
-    Head {
-        /// The status code.
-        status: u16,
-        /// Header names and values.
-        headers: Vec<(String, String)>,
-    },
-    /// Body bytes.
-    Body(Vec<u8>),
-    /// The response is complete.
-    Done,
-    /// The application failed (the traceback is logged): 500, or a truncated body.
-    Failed,
-}
-
-/// The client went away: the handler task no longer listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the client went away")]
-pub(crate) struct Gone;
-
+/// The response state of a request, on the Python side.
 #[derive(Debug, Default)]
-struct HeadState {
+pub(crate) struct HeadState {
     /// Set by start_response.
-    pending: Option<(u16, Vec<(String, String)>)>,
+    pending: Option<Head>,
     sent: bool,
     /// The app's Content-Length: no more body bytes than that are sent.
     remaining: Option<u64>,
 }
 
-/// One response: the channel to the handler task and the header state, shared by
-/// `start_response`, `write` and the iteration of the app's result.
-#[derive(Debug)]
-pub(crate) struct Output {
-    tx: mpsc::Sender<Event>,
-    head: Mutex<HeadState>,
-}
-
-impl Output {
-    pub(crate) fn new(tx: mpsc::Sender<Event>) -> Arc<Self> {
-        Arc::new(Output {
-            tx,
-            head: Mutex::new(HeadState::default()),
-        })
-    }
-
-    /// True once the handler task stopped listening.
-    pub(crate) fn is_gone(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, HeadState> {
-        self.head.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// True once the headers went out.
-    pub(crate) fn headers_sent(&self) -> bool {
-        self.state().sent
-    }
-
-    /// Sends an event, waiting while the channel is full. Blocks the thread: call it with the
-    /// GIL released.
-    pub(crate) fn send(&self, ev: Event) -> Result<(), Gone> {
-        self.tx.blocking_send(ev).map_err(|_| Gone)
-    }
-
-    /// Sends the headers if they have not gone out yet. Fails when start_response was not called.
-    pub(crate) fn send_head(&self) -> Result<Result<(), Gone>, NoStatus> {
-        let head = {
-            let mut st = self.state();
-            if st.sent {
-                return Ok(Ok(()));
-            }
-            let Some((status, headers)) = st.pending.clone() else {
-                return Err(NoStatus);
-            };
-            st.sent = true;
-            st.remaining = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse().ok());
-            Event::Head { status, headers }
-        };
-        Ok(self.send(head))
-    }
-
-    /// Sends body bytes (headers first); bytes past the app's Content-Length are dropped.
-    pub(crate) fn send_body(&self, data: &[u8]) -> Result<Result<(), Gone>, NoStatus> {
-        if let Err(e) = self.send_head()? {
-            return Ok(Err(e));
+impl HeadState {
+    /// The head to send now, if it has not gone out yet (marking it sent).
+    fn take(&mut self) -> Result<Option<Head>, NoStatus> {
+        if self.sent {
+            return Ok(None);
         }
-        let n = {
-            let mut st = self.state();
-            match st.remaining.as_mut() {
-                Some(left) => {
-                    let n = (*left).min(data.len() as u64);
-                    *left -= n;
-                    if (n as usize) < data.len() {
-                        tracing::warn!(
-                            target: "wsgi",
-                            dropped = data.len() - n as usize,
-                            "the application wrote more than its Content-Length; extra bytes dropped"
-                        );
-                    }
-                    n as usize
-                }
-                None => data.len(),
-            }
+        let head = self.pending.take().ok_or(NoStatus)?;
+        self.sent = true;
+        self.remaining = head.content_length();
+        Ok(Some(head))
+    }
+
+    /// How many of `len` body bytes may go out (the app's Content-Length caps them).
+    fn allow(&mut self, len: usize) -> usize {
+        let Some(left) = self.remaining.as_mut() else {
+            return len;
         };
-        if n == 0 {
-            return Ok(Ok(()));
+        let n = (*left).min(len as u64);
+        *left -= n;
+        if (n as usize) < len {
+            tracing::warn!(
+                target: "wsgi",
+                dropped = len - n as usize,
+                "the application wrote more than its Content-Length; extra bytes dropped"
+            );
         }
-        Ok(self.send(Event::Body(data[..n].to_vec())))
+        n as usize
     }
 }
 
@@ -138,13 +60,81 @@ impl Output {
 #[error("the application sent body bytes before calling start_response")]
 pub(crate) struct NoStatus;
 
-/// Python's view of [`Output::send_body`].
-pub(crate) fn send_body_py(py: Python<'_>, out: &Output, data: &[u8]) -> PyResult<()> {
-    match py.detach(|| out.send_body(data)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(Gone)) => Err(PyOSError::new_err(Gone.to_string())),
-        Err(NoStatus) => Err(PyRuntimeError::new_err(NoStatus.to_string())),
+fn gone() -> PyErr {
+    PyOSError::new_err(Gone.to_string())
+}
+
+fn no_status() -> PyErr {
+    PyRuntimeError::new_err(NoStatus.to_string())
+}
+
+/// Queues a message, releasing the GIL only if the queue is full.
+fn send(py: Python<'_>, link: &Link, msg: Msg) -> PyResult<()> {
+    match link.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(Err(Gone)) => Err(gone()),
+        Err(Ok(msg)) => py.detach(|| link.send_wait(msg)).map_err(|_| gone()),
     }
+}
+
+/// Sends body bytes of a streamed answer (the head first if it has not gone out).
+pub(crate) fn send_body(py: Python<'_>, link: &Link, data: &[u8]) -> PyResult<()> {
+    let (head, n) = {
+        let mut st = link.head_state();
+        let head = st.take().map_err(|_| no_status())?;
+        (head, st.allow(data.len()))
+    };
+    if let Some(head) = head {
+        send(py, link, Msg::Head(head))?;
+    }
+    if n > 0 {
+        send(py, link, Msg::Body(data[..n].to_vec()))?;
+    }
+    Ok(())
+}
+
+/// Sends a whole answer whose body is `items` (a list or tuple that must hold bytes) as one
+/// message. `Ok(false)`: the headers already went out (through `write()`), stream instead.
+pub(crate) fn send_whole(
+    py: Python<'_>,
+    link: &Link,
+    items: &[Bound<'_, PyAny>],
+) -> PyResult<bool> {
+    let mut chunks = Vec::with_capacity(items.len());
+    for item in items {
+        chunks.push(as_bytes(item)?.as_bytes());
+    }
+    let (head, n) = {
+        let mut st = link.head_state();
+        if st.sent {
+            return Ok(false);
+        }
+        let head = st.take().map_err(|_| no_status())?.unwrap_or_default();
+        let total = chunks.iter().map(|c| c.len()).sum();
+        (head, st.allow(total))
+    };
+    let mut body = Vec::with_capacity(n);
+    for c in chunks {
+        let room = n - body.len();
+        body.extend_from_slice(&c[..c.len().min(room)]);
+    }
+    send(py, link, Msg::Whole(head, body))?;
+    Ok(true)
+}
+
+/// Ends a streamed answer: the head with an empty body if nothing went out yet, else the end.
+pub(crate) fn finish(py: Python<'_>, link: &Link) -> PyResult<()> {
+    let head = link.head_state().take().map_err(|_| no_status())?;
+    match head {
+        Some(head) => send(py, link, Msg::Whole(head, Vec::new())),
+        None => send(py, link, Msg::End),
+    }
+}
+
+/// The item as bytes, or the TypeError PEP 3333 calls for.
+pub(crate) fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>()
+        .map_err(|_| PyTypeError::new_err("the application yielded a non-bytes value"))
 }
 
 /// Response headers an application must not send (PEP 3333: hop-by-hop).
@@ -169,9 +159,9 @@ pub(crate) fn parse_status(s: &str) -> Result<u16, String> {
     if !ok {
         return Err(format!("invalid status {s:?}: expected \"NNN Reason\""));
     }
-    let code: u16 = s[..3]
-        .parse()
-        .map_err(|_| format!("invalid status {s:?}"))?;
+    let code = b[..3]
+        .iter()
+        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
     if code < 100 {
         return Err(format!("invalid status code {code}"));
     }
@@ -188,13 +178,18 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     if !token {
         return Err(format!("invalid header name {name:?}"));
     }
-    if value
-        .chars()
-        .any(|c| c == '\r' || c == '\n' || c == '\0' || c as u32 > 0xff)
-    {
+    let bad_byte = |b: u8| b == b'\r' || b == b'\n' || b == 0;
+    let bad = if value.is_ascii() {
+        value.bytes().any(bad_byte)
+    } else {
+        value
+            .chars()
+            .any(|c| c as u32 > 0xff || u8::try_from(c).is_ok_and(bad_byte))
+    };
+    if bad {
         return Err(format!("invalid value for header {name}: {value:?}"));
     }
-    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+    if name.len() <= 19 && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
         return Err(format!(
             "hop-by-hop header {name} is not allowed (PEP 3333)"
         ));
@@ -202,15 +197,52 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads `headers` (an iterable of `(str, str)`) into a [`Head`].
+fn read_headers(status: u16, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let mut head = Head::new(status);
+    let mut add = |item: &Bound<'_, PyAny>| -> PyResult<()> {
+        let bad = || PyTypeError::new_err("headers must be (str, str) tuples");
+        let Ok(pair) = item.cast::<PyTuple>() else {
+            // Not a tuple: any pair of str will do.
+            let (name, value): (String, String) = item.extract().map_err(|_| bad())?;
+            check_header(&name, &value).map_err(PyValueError::new_err)?;
+            head.push(&name, &value);
+            return Ok(());
+        };
+        if pair.len() != 2 {
+            return Err(bad());
+        }
+        let (name, value) = (pair.get_borrowed_item(0)?, pair.get_borrowed_item(1)?);
+        let (name, value) = (
+            name.cast::<PyString>().map_err(|_| bad())?,
+            value.cast::<PyString>().map_err(|_| bad())?,
+        );
+        let (name, value) = (name.to_str()?, value.to_str()?);
+        check_header(name, value).map_err(PyValueError::new_err)?;
+        head.push(name, value);
+        Ok(())
+    };
+    if let Ok(list) = headers.cast::<PyList>() {
+        for item in list.iter() {
+            add(&item)?;
+        }
+    } else {
+        for item in headers.try_iter()? {
+            add(&item?)?;
+        }
+    }
+    Ok(head)
+}
+
 /// The `start_response` callable.
 #[pyclass(frozen, module = "ringfast")]
 pub(crate) struct StartResponse {
-    out: Arc<Output>,
+    link: Arc<Link>,
 }
 
 impl StartResponse {
-    pub(crate) fn new(out: Arc<Output>) -> Self {
-        StartResponse { out }
+    pub(crate) fn new(link: Arc<Link>) -> Self {
+        StartResponse { link }
     }
 }
 
@@ -224,32 +256,29 @@ impl StartResponse {
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Write> {
         let exc_info = exc_info.filter(|e| !e.is_none());
-        if let Some(info) = exc_info {
-            if self.out.headers_sent() {
-                // PEP 3333: re-raise the exception the application passed.
-                let value = info.cast::<PyTuple>()?.get_item(1)?;
-                return Err(PyErr::from_value(value));
+        {
+            let st = self.link.head_state();
+            if let Some(info) = exc_info {
+                if st.sent {
+                    // PEP 3333: re-raise the exception the application passed.
+                    let value = info.cast::<PyTuple>()?.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            } else if st.pending.is_some() || st.sent {
+                return Err(PyRuntimeError::new_err(
+                    "start_response was already called (pass exc_info to replace the headers)",
+                ));
             }
-        } else if self.out.state().pending.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "start_response was already called (pass exc_info to replace the headers)",
-            ));
         }
-        let status: String = status
-            .extract()
-            .map_err(|_| PyTypeError::new_err("status must be a str"))?;
-        let code = parse_status(&status).map_err(PyValueError::new_err)?;
-        let mut list = Vec::new();
-        for item in headers.try_iter()? {
-            let (name, value): (String, String) = item?
-                .extract()
-                .map_err(|_| PyTypeError::new_err("headers must be (str, str) tuples"))?;
-            check_header(&name, &value).map_err(PyValueError::new_err)?;
-            list.push((name, value));
-        }
-        self.out.state().pending = Some((code, list));
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("status must be a str"))?
+            .to_str()?;
+        let code = parse_status(status).map_err(PyValueError::new_err)?;
+        let head = read_headers(code, headers)?;
+        self.link.head_state().pending = Some(head);
         Ok(Write {
-            out: self.out.clone(),
+            link: self.link.clone(),
         })
     }
 }
@@ -257,7 +286,7 @@ impl StartResponse {
 /// The `write()` callable start_response returns.
 #[pyclass(frozen, module = "ringfast")]
 pub(crate) struct Write {
-    out: Arc<Output>,
+    link: Arc<Link>,
 }
 
 #[pymethods]
@@ -266,13 +295,18 @@ impl Write {
         let bytes = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        send_body_py(py, &self.out, bytes.as_bytes())
+        if bytes.as_bytes().is_empty() {
+            return Ok(());
+        }
+        send_body(py, &self.link, bytes.as_bytes())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::wsgi::environ::Vars;
+    use std::task::{Context, Poll, Waker};
 
     #[test]
     fn statuses() {
@@ -292,24 +326,65 @@ mod tests {
         assert!(check_header("X-A", "caf\u{e9}").is_ok());
         assert!(check_header("X-A", "\u{20ac}").is_err());
         assert!(check_header("X-A", "a\r\nb: c").is_err());
+        assert!(check_header("X-A", "\u{e9}\nb").is_err());
         assert!(check_header("Bad Name", "x").is_err());
         assert!(check_header("Transfer-Encoding", "chunked").is_err());
     }
 
+    fn next(link: &Link) -> Option<Msg> {
+        let cx = Context::from_waker(Waker::noop());
+        match link.poll_msg(&cx) {
+            Poll::Ready(m) => Some(m),
+            Poll::Pending => None,
+        }
+    }
+
     #[test]
     fn body_waits_for_status_and_respects_content_length() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let out = Output::new(tx);
-        assert_eq!(out.send_body(b"x"), Err(NoStatus));
-        out.state().pending = Some((200, vec![("Content-Length".into(), "3".into())]));
-        assert_eq!(out.send_body(b"ab"), Ok(Ok(())));
-        assert_eq!(out.send_body(b"cd"), Ok(Ok(())));
-        assert_eq!(out.send_body(b"ef"), Ok(Ok(())));
-        assert!(matches!(rx.try_recv(), Ok(Event::Head { status: 200, .. })));
-        assert!(matches!(rx.try_recv(), Ok(Event::Body(b)) if b == b"ab"));
-        assert!(matches!(rx.try_recv(), Ok(Event::Body(b)) if b == b"c"));
-        assert!(rx.try_recv().is_err());
-        drop(rx);
-        assert!(out.is_gone());
+        Python::initialize();
+        Python::attach(|py| {
+            let link = Link::new(Vars::default());
+            assert!(send_body(py, &link, b"x").is_err());
+            let mut head = Head::new(200);
+            head.push("Content-Length", "3");
+            link.head_state().pending = Some(head.clone());
+            send_body(py, &link, b"ab").unwrap();
+            send_body(py, &link, b"cd").unwrap();
+            send_body(py, &link, b"ef").unwrap();
+            finish(py, &link).unwrap();
+            assert_eq!(next(&link), Some(Msg::Head(head)));
+            assert_eq!(next(&link), Some(Msg::Body(b"ab".to_vec())));
+            assert_eq!(next(&link), Some(Msg::Body(b"c".to_vec())));
+            assert_eq!(next(&link), Some(Msg::End));
+            assert_eq!(next(&link), None);
+            // The client went away: the next write raises.
+            let link = Link::new(Vars::default());
+            link.head_state().pending = Some(Head::new(200));
+            link.close();
+            assert!(send_body(py, &link, b"x").is_err());
+        });
+    }
+
+    #[test]
+    fn a_list_goes_out_whole_and_trimmed() {
+        Python::initialize();
+        Python::attach(|py| {
+            let link = Link::new(Vars::default());
+            let mut head = Head::new(200);
+            head.push("Content-Length", "4");
+            link.head_state().pending = Some(head.clone());
+            let items = [
+                PyBytes::new(py, b"ab").into_any(),
+                PyBytes::new(py, b"").into_any(),
+                PyBytes::new(py, b"cde").into_any(),
+            ];
+            assert!(send_whole(py, &link, &items).unwrap());
+            assert_eq!(next(&link), Some(Msg::Whole(head, b"abcd".to_vec())));
+            let link = Link::new(Vars::default());
+            link.head_state().pending = Some(Head::new(200));
+            let bad = [PyString::new(py, "text").into_any()];
+            assert!(send_whole(py, &link, &bad).is_err());
+            assert_eq!(next(&link), None);
+        });
     }
 }
