@@ -359,6 +359,9 @@ impl Server {
         let budget = match (self.config.max_requests, &child) {
             (Some(max), Some(_)) => {
                 let notice = budget_notice.clone();
+                let jitter = self.config.max_requests_jitter.unwrap_or(0);
+                let max = max.saturating_add(recycle::jitter(jitter));
+                tracing::debug!(requests = max, "max-requests budget of this worker process");
                 Some(recycle::Budget::new(
                     max,
                     self.stop.clone(),

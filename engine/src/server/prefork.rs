@@ -95,6 +95,8 @@ struct Child {
     pid: libc::pid_t,
     phase: Phase,
     channel: Option<SupervisorEnd>,
+    /// When it was forked (`--max-lifetime`).
+    born: Instant,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,8 @@ struct Supervisor {
     reloads: u64,
     reload_failures: u64,
     touch_file: Option<(std::path::PathBuf, Option<std::time::SystemTime>)>,
+    /// When `--max-rss` and `--max-lifetime` were last checked.
+    limits_checked: Instant,
     stopping: Option<Instant>,
     failed: bool,
     /// Every slot had a ready process at some point: the application loads, so a later load
@@ -201,6 +205,7 @@ pub(crate) fn supervise(mut server: Server) -> Result<Forked, ServerError> {
         reloads: 0,
         reload_failures: 0,
         touch_file: None,
+        limits_checked: Instant::now(),
         stopping: None,
         failed: false,
         served: false,
@@ -288,6 +293,7 @@ impl Supervisor {
             pid,
             phase: Phase::Starting,
             channel: Some(sup_end),
+            born: Instant::now(),
         };
         let s = &mut self.slots[slot];
         match place {
@@ -354,6 +360,9 @@ impl Supervisor {
                 }
             }
             if let Some(child) = self.respawn_due()? {
+                return Ok(Forked::Serve(Box::new(self.into_child(child))));
+            }
+            if let Some(child) = self.recycle_over_limits()? {
                 return Ok(Forked::Serve(Box::new(self.into_child(child))));
             }
             if let Some(child) = self.wait_and_handle()? {
@@ -497,6 +506,66 @@ impl Supervisor {
         let doublings = s.load_failures.saturating_sub(1).min(5);
         let gap = (RESPAWN_GAP * (1u32 << doublings)).min(MAX_RESPAWN_GAP);
         s.respawn_at = Some((s.started + gap).max(Instant::now()));
+    }
+
+    /// `--max-rss` and `--max-lifetime`, checked at most once a second: a serving process past
+    /// either is recycled as `--max-requests` recycles one (its successor starts now; it stops
+    /// accepting, finishes its requests and exits). A slot a reload is replacing is left to the
+    /// reload. Returns `Some` in a child.
+    fn recycle_over_limits(&mut self) -> Result<Option<(usize, WorkerEnd)>, ServerError> {
+        let (max_rss, max_lifetime) = (self.server.config.max_rss, self.server.config.max_lifetime);
+        if self.stopping.is_some()
+            || (max_rss.is_none() && max_lifetime.is_none())
+            || self.limits_checked.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(None);
+        }
+        self.limits_checked = Instant::now();
+        for slot in 0..self.slots.len() {
+            let s = &self.slots[slot];
+            if s.next.is_some() {
+                continue;
+            }
+            let Some(child) = s.current.as_ref().filter(|c| c.phase == Phase::Ready) else {
+                continue;
+            };
+            let pid = child.pid;
+            let age = child.born.elapsed();
+            let rss = max_rss.and_then(|_| super::recycle::rss_bytes(pid));
+            let over_rss = match (rss, max_rss) {
+                (Some(rss), Some(max)) if rss > max.saturating_mul(1 << 20) => Some(rss >> 20),
+                _ => None,
+            };
+            let over_age = max_lifetime.is_some_and(|max| age >= max);
+            if over_rss.is_none() && !over_age {
+                continue;
+            }
+            if let Some(mib) = over_rss {
+                tracing::info!(
+                    slot,
+                    pid,
+                    rss_mib = mib,
+                    max_rss_mib = max_rss.unwrap_or(0),
+                    "max-rss passed: recycling this worker process"
+                );
+            } else {
+                tracing::info!(
+                    slot,
+                    pid,
+                    age_secs = age.as_secs(),
+                    "max-lifetime reached: recycling this worker process"
+                );
+            }
+            let s = &mut self.slots[slot];
+            if let Some(old) = s.current.take() {
+                s.retire(old);
+            }
+            self.recycles += 1;
+            if let Some(child) = self.spawn(slot, Place::Current)? {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
     }
 
     /// Starts the replacements whose time has come. Returns `Some` in a child.

@@ -1,4 +1,5 @@
-//! `--max-requests`: the request budget of one worker process.
+//! `--max-requests`: the request budget of one worker process (plus a random share of
+//! `--max-requests-jitter`), and the supervisor's checks of `--max-rss` and `--max-lifetime`.
 //!
 //! Every worker thread of the process counts against one shared budget, but only when the option
 //! is set: without it nothing is counted and the request path touches nothing shared. When the
@@ -47,6 +48,32 @@ impl Budget {
     }
 }
 
+/// A random number from 0 to `n` (`--max-requests-jitter`), different in each process: the
+/// process id and the clock, mixed (splitmix64). Spreading restarts needs no better randomness.
+pub(crate) fn jitter(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z % (n.saturating_add(1)).max(1)
+}
+
+/// The resident memory of process `pid` in bytes (`/proc/PID/statm`), if it can be read.
+pub(crate) fn rss_bytes(pid: libc::pid_t) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096))
+}
+
 impl std::fmt::Debug for Budget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Budget")
@@ -60,6 +87,27 @@ impl std::fmt::Debug for Budget {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        assert_eq!(jitter(0), 0);
+        let seen: std::collections::HashSet<u64> = (0..200)
+            .map(|_| {
+                let j = jitter(10);
+                assert!(j <= 10);
+                j
+            })
+            .collect();
+        assert!(seen.len() > 1, "{seen:?}");
+        let _ = jitter(u64::MAX);
+    }
+
+    #[test]
+    fn rss_of_this_process() {
+        let rss = rss_bytes(std::process::id() as libc::pid_t).unwrap();
+        assert!(rss > 1 << 20, "{rss}");
+        assert_eq!(rss_bytes(-1), None);
+    }
 
     #[test]
     fn spends_once_at_the_limit() {
