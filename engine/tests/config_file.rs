@@ -31,7 +31,13 @@ fn documented_example() -> String {
 }
 
 fn ringfast(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run ringfast")
+    // The environment would win over the file (and show in --print-config).
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RINGFAST_IO")
+        .env_remove("RINGFAST_AJP_SECRET")
+        .output()
+        .expect("run ringfast")
 }
 
 #[test]
