@@ -82,7 +82,7 @@ def parse(args, kwargs=None, with_wsgi=True):
     wants_help = False
     for i, arg in enumerate(args):
         if arg.startswith("--"):
-            passthrough = list(args[i:])
+            passthrough = list(args[i + 1 :] if arg == "--" else args[i:])
             break
         if "=" in arg:
             key, value = arg.split("=", 1)
