@@ -15,16 +15,6 @@ use std::time::Duration;
 use metrics_support::{fcgi_requests, promtool_check, samples, scrape, sum};
 use support::{free_port, wait_until, Addr, Engine, TempDir};
 
-/// The child processes of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn start(dir: &TempDir, processes: usize) -> (Engine, SocketAddr, Addr, SocketAddr) {
     start_with(dir, processes, &[])
 }
@@ -76,11 +66,11 @@ fn worker_processes_share_the_listeners_and_metrics_are_merged() {
     let (engine, tcp, _unix, metrics) = start(&dir, 3);
     assert!(
         wait_until(Duration::from_secs(10), || {
-            children(engine.proc.pid()).len() == 3
+            support::child_pids(engine.proc.pid()).len() == 3
                 && scrape(metrics).contains("ringfast_worker_processes 3")
         }),
         "3 worker processes: {:?}\n{}",
-        children(engine.proc.pid()),
+        support::child_pids(engine.proc.pid()),
         engine.proc.log()
     );
     let before = ok_requests(&scrape(metrics));
@@ -143,19 +133,20 @@ fn a_killed_worker_process_is_replaced_and_sigterm_stops_everything() {
     let pid = engine.proc.pid();
     // Both ready (a process that dies before it is ready stops everything instead).
     assert!(wait_until(Duration::from_secs(10), || {
-        children(pid).len() == 2 && scrape(metrics).contains("ringfast_worker_processes 2\n")
+        support::child_pids(pid).len() == 2
+            && scrape(metrics).contains("ringfast_worker_processes 2\n")
     }));
-    let first = children(pid);
+    let first = support::child_pids(pid);
     let victim = first[0];
     // SAFETY: kill with a pid this test started (a child of the engine it spawned).
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let now = children(pid);
+            let now = support::child_pids(pid);
             now.len() == 2 && !now.contains(&victim)
         }),
         "no replacement: {:?}\n{}",
-        children(pid),
+        support::child_pids(pid),
         engine.proc.log()
     );
     assert!(
@@ -176,7 +167,7 @@ fn a_killed_worker_process_is_replaced_and_sigterm_stops_everything() {
         .log()
         .contains("worker process died; replacing it"));
 
-    let kids = children(pid);
+    let kids = support::child_pids(pid);
     engine.proc.signal(libc::SIGTERM);
     let status = engine
         .proc
@@ -215,7 +206,7 @@ fn max_requests_recycles_the_worker_process_without_failing_a_request() {
     let mut seen = HashSet::new();
     for _ in 0..45 {
         hello_ok(tcp);
-        seen.extend(children(pid));
+        seen.extend(support::child_pids(pid));
     }
     assert!(
         wait_until(Duration::from_secs(10), || scrape(metrics)
@@ -252,7 +243,7 @@ fn touch_reload_and_sighup_replace_the_processes_and_let_requests_finish() {
         .contains("ringfast_worker_processes 2\n")));
 
     for (round, reload) in ["touch", "SIGHUP"].iter().enumerate() {
-        let before: HashSet<u32> = children(pid).into_iter().collect();
+        let before: HashSet<u32> = support::child_pids(pid).into_iter().collect();
         // A slow request in flight on an old process, and a stream of requests meanwhile.
         let slow = std::thread::spawn(move || fcgi_requests(tcp, &[("/sleep?ms=1500", b"")]));
         std::thread::sleep(Duration::from_millis(200));
@@ -266,7 +257,7 @@ fn touch_reload_and_sighup_replace_the_processes_and_let_requests_finish() {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             hello_ok(tcp);
-            let now: HashSet<u32> = children(pid).into_iter().collect();
+            let now: HashSet<u32> = support::child_pids(pid).into_iter().collect();
             if now.len() == 2 && now.is_disjoint(&before) {
                 break;
             }

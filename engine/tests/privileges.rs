@@ -33,14 +33,6 @@ fn credentials(pid: u32) -> (String, String, String) {
     (field("Uid:"), field("Gid:"), field("Groups:"))
 }
 
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 /// A FastCGI GET of /hello over a Unix socket; the response as text.
 fn hello_over_unix(path: &std::path::Path) -> String {
     let mut s = UnixStream::connect(path).unwrap();
@@ -149,7 +141,7 @@ fn worker_processes_run_as_the_user_and_group_and_the_supervisor_stays_root() {
         .contains("all worker processes ready")));
     assert_eq!(credentials(sup).0, "0 0 0 0", "the supervisor stays root");
     let check_workers = |what: &str| {
-        let kids = children(sup);
+        let kids = support::child_pids(sup);
         assert_eq!(kids.len(), 2, "{what}: {kids:?}");
         for kid in kids {
             let (uid, gid, groups) = credentials(kid);
@@ -163,11 +155,11 @@ fn worker_processes_run_as_the_user_and_group_and_the_supervisor_stays_root() {
         assert!(hello_over_unix(path).contains("Hello, World!"));
     }
     // A reload's new worker processes switch too.
-    let before = children(sup);
+    let before = support::child_pids(sup);
     engine.proc.signal(libc::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(20), || {
-            let now = children(sup);
+            let now = support::child_pids(sup);
             engine.proc.log().contains("reload complete")
                 && now.len() == 2
                 && now.iter().all(|p| !before.contains(p))

@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 use metrics_support::fcgi_requests;
 use support::{wait_until, Addr, Engine, TempDir};
 
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn start(dir: &TempDir, extra: &[&str]) -> (Engine, SocketAddr) {
     let tcp = Addr::loopback();
     let mut args: Vec<String> = [
@@ -56,7 +48,7 @@ fn requests_for(engine: &Engine, addr: SocketAddr, how_long: Duration) -> (usize
             engine.proc.log()
         );
         served += 1;
-        for p in children(sup) {
+        for p in support::child_pids(sup) {
             if !pids.contains(&p) {
                 pids.push(p);
             }

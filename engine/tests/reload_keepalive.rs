@@ -22,15 +22,6 @@ use support::{Addr, Backend, Engine, Nginx, TempDir};
 const RELOADS: usize = 10;
 const BETWEEN: Duration = Duration::from_millis(400);
 
-/// The child processes of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn start_engine(dir: &TempDir) -> (Engine, Addr) {
     let tcp = Addr::loopback();
     let args: Vec<String> = [
@@ -82,7 +73,7 @@ fn under_reloads(
         .collect();
     let pid = engine.proc.pid();
     std::thread::sleep(BETWEEN);
-    let first: Vec<u32> = children(pid);
+    let first: Vec<u32> = support::child_pids(pid);
     for _ in 0..RELOADS {
         engine.proc.signal(libc::SIGHUP);
         std::thread::sleep(BETWEEN);
@@ -92,7 +83,7 @@ fn under_reloads(
     for t in threads {
         t.join().unwrap();
     }
-    let last = children(pid);
+    let last = support::child_pids(pid);
     assert!(
         !last.is_empty() && last.iter().all(|p| !first.contains(p)),
         "the worker processes were not replaced: {first:?} then {last:?}\n{}",

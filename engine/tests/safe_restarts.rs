@@ -68,15 +68,6 @@ fn all_answered(tcp: SocketAddr, n: usize) {
     }
 }
 
-/// The child processes of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 #[test]
 fn a_second_engine_on_a_tcp_port_in_use_refuses_to_start() {
     let dir = TempDir::new("safe-port");
@@ -102,7 +93,11 @@ fn a_second_engine_on_a_tcp_port_in_use_refuses_to_start() {
     let log = refused(&dir, &engine_args(&addr, &["--processes", "2"]));
     assert!(log.contains("another process is listening"), "{log}");
     let pid = first.proc.pid();
-    assert!(wait_until(Duration::from_secs(10), || children(pid).len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || support::child_pids(
+        pid
+    )
+    .len()
+        == 2));
     all_answered(tcp, 30);
 }
 
@@ -210,17 +205,17 @@ fn sighup_to_the_process_group_reloads_once_and_no_worker_process_dies() {
     let pid = engine.proc.pid();
     assert!(wait_until(Duration::from_secs(10), || scrape(metrics)
         .contains("ringfast_worker_processes 2\n")));
-    let before = children(pid);
+    let before = support::child_pids(pid);
     // As a closing terminal or `kill -HUP -PGID` would: the supervisor and its worker processes.
     // SAFETY: the engine runs in a process group of its own (support::Proc).
     unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGHUP) };
     assert!(
         wait_until(Duration::from_secs(15), || {
-            let now = children(pid);
+            let now = support::child_pids(pid);
             now.len() == 2 && before.iter().all(|p| !now.contains(p))
         }),
         "the new generation took over: before {before:?}, now {:?}\n{}",
-        children(pid),
+        support::child_pids(pid),
         engine.proc.log()
     );
     all_answered(tcp, 10);

@@ -1505,3 +1505,12 @@ pub fn check_idle_backend_conns(stack: &Stack, expect_kept: bool) {
         established_conns_to(port)
     );
 }
+
+/// The child processes of `pid` (a supervisor's worker processes), from /proc.
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
