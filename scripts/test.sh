@@ -229,7 +229,7 @@ if [ "$FAILED" -eq 0 ]; then
     run_step "cargo test (--io epoll)" env RINGFAST_IO=epoll cargo test -p engine \
         --no-fail-fast --test fcgi_protocol --test fcgi_resources --test prefork --test e2e_nginx \
         --test e2e_haproxy --test metrics_endpoint --test alloc_per_request --test scgi_ajp_wire \
-        --test e2e_scgi --test e2e_ajp
+        --test e2e_scgi --test e2e_ajp --test reload_keepalive --test max_conns
     # The Python WSGI host (feature `wsgi`): its clippy, unit and end-to-end tests.
     run_step "cargo clippy (wsgi)" cargo clippy -p engine --all-targets --features wsgi -- -D warnings
     run_step "cargo test (wsgi)" cargo test -p engine --features wsgi --no-fail-fast --lib \
