@@ -147,6 +147,15 @@ pub struct Config {
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
 
+    /// When a worker process stops for a reload or a recycle, hand its idle keep-alive
+    /// connections to the running worker processes instead of closing them, so that a request
+    /// a web server sends at that moment is not lost (docs/reliability.md). Off by default
+    /// until a stopping process can only hand to a newer generation and passes on input it
+    /// already received: today a sibling of the same generation may take a connection, and a
+    /// request that arrives while the hand-off starts is served by the stopping process.
+    #[arg(long)]
+    pub keepalive_handoff: bool,
+
     /// Spread --max-requests recycling: each worker process gets a budget of --max-requests
     /// plus a random number of requests from 0 to N, so that processes started together do not
     /// all restart together (uWSGI's max-requests-delta). Ignored without --max-requests.

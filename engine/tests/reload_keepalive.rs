@@ -35,6 +35,7 @@ fn start_engine(dir: &TempDir) -> (Engine, Addr) {
         "off",
         "--app",
         "diag",
+        "--keepalive-handoff",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -288,13 +288,13 @@ impl Server {
             Forked::Serve(Box::new(self))
         } else {
             let mut server = self;
-            server.handoff =
-                Some(
-                    handoff::Handoff::new().map_err(|source| ServerError::Process {
-                        what: "cannot make the connection hand-off socket",
-                        source,
-                    })?,
-                );
+            if server.config.keepalive_handoff {
+                let pair = handoff::Handoff::new().map_err(|source| ServerError::Process {
+                    what: "cannot make the connection hand-off socket",
+                    source,
+                })?;
+                server.handoff = Some(pair);
+            }
             prefork::supervise(server)?
         };
         // The process that loads the application gives up root here (--user), before the
