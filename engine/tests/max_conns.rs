@@ -2,6 +2,8 @@
 //! - at `--max-conns`, an idle keep-alive connection (no request in flight) is closed, the one
 //!   quiet longest first, to admit a new connection that wants to send a request (the native
 //!   loop; `--io tokio-uring` only refuses, and is skipped);
+//! - a burst of connections queued on a shared (Unix) listener at once is accepted whole: the
+//!   loop takes every queued connection per readiness wake-up, not a few;
 //! - a FastCGI request head trickled one byte at a time is cut off at `--params-timeout`
 //!   counted from its first byte, however regularly the bytes come, and normal requests are
 //!   served meanwhile (the native loop; `--io tokio-uring` times the head from its last byte
@@ -187,5 +189,62 @@ fn a_trickled_fastcgi_head_is_cut_off_at_the_params_timeout() {
     assert!(
         cut_off >= Duration::from_millis(1900) && cut_off < Duration::from_secs(5),
         "closed after {cut_off:?}, expected about 2 s (the params timeout)"
+    );
+}
+
+#[test]
+fn a_burst_of_unix_connections_is_accepted_whole() {
+    let dir = TempDir::new("unix-burst");
+    let unix = Addr::unix(&dir, "burst.sock");
+    let args: Vec<String> = [
+        "--fastcgi",
+        &unix.to_arg(),
+        "--app",
+        "diag",
+        "--workers",
+        "1",
+        "--metrics",
+        "off",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _engine = Engine::start(&dir, &args, std::slice::from_ref(&unix));
+    let Addr::Unix(path) = &unix else {
+        unreachable!()
+    };
+    // Every connection is queued before any request is sent.
+    let mut conns: Vec<std::os::unix::net::UnixStream> = (0..100)
+        .map(|_| std::os::unix::net::UnixStream::connect(path).unwrap())
+        .collect();
+    let request = hello_request();
+    for c in &mut conns {
+        c.write_all(&request).unwrap();
+    }
+    let mut answered = 0;
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut filled = 0;
+        let done = loop {
+            match c.read(&mut buf[filled..]) {
+                Ok(0) | Err(_) => break false,
+                Ok(n) => filled += n,
+            }
+            let mut pos = 0;
+            let mut end = false;
+            while let Ok(Decode::Complete(rec, used)) = fcgi::decode_record(&buf[pos..filled]) {
+                pos += used;
+                end |= rec.header.rtype == fcgi::rtype::END_REQUEST;
+            }
+            if end {
+                break true;
+            }
+        };
+        answered += usize::from(done);
+    }
+    assert_eq!(
+        answered, 100,
+        "connections left unanswered in the accept queue"
     );
 }

@@ -281,8 +281,11 @@ where
                     if c.result >= 0 && l.mode == AcceptMode::Multishot {
                         table.accept(&mut ring, c.result, l.protocol);
                     } else if c.result >= 0 && stopping.is_none() {
-                        // Readable: take what is queued (a few at a time, for fairness).
-                        for _ in 0..16 {
+                        // Readable: take everything queued. The multishot poll reports a new
+                        // arrival, not a non-empty queue, so connections left queued here would
+                        // wait for the next one to arrive (a burst of 100 Unix connections left
+                        // 19 unanswered when this took 16 per wake-up).
+                        loop {
                             // SAFETY: plain accept4 on our listening socket; no address asked.
                             let fd = unsafe {
                                 libc::accept4(
@@ -329,12 +332,17 @@ where
                         handoff_armed = false;
                     }
                     if let (Some(h), true) = (handoff, c.result >= 0 && stopping.is_none()) {
-                        for _ in 0..16 {
+                        loop {
                             match super::handoff::recv(h.recv) {
                                 Ok(Some((fd, protocol))) => table.adopt(&mut ring, fd, protocol),
                                 Ok(None) => break,
                                 Err(e) => {
                                     tracing::warn!(worker = ctx.index, error = %e, "hand-off failed");
+                                    // A malformed datagram was consumed: read on. Anything
+                                    // else would fail again.
+                                    if e.kind() != std::io::ErrorKind::InvalidData {
+                                        break;
+                                    }
                                 }
                             }
                         }
