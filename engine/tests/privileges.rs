@@ -195,6 +195,15 @@ fn root_without_user_is_warned_and_unknown_names_stop_the_start() {
         "{}",
         engine.proc.log()
     );
+    // SIGTERM only once the signal handlers are installed (the workers log "listening" after).
+    assert!(
+        wait_until(Duration::from_secs(10), || engine
+            .proc
+            .log()
+            .contains("listening")),
+        "{}",
+        engine.proc.log()
+    );
     engine.proc.signal(libc::SIGTERM);
     assert!(engine
         .proc
