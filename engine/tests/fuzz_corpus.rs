@@ -4,34 +4,20 @@
 //! regression without nightly.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use engine::metrics::Merger;
 use proptest::prelude::*;
 
-const TARGET: &str = "metrics_merge";
+#[path = "../fuzz/replay.rs"]
+mod replay;
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
+const TARGET: &str = "metrics_merge";
 
 #[test]
 fn corpus_and_artifacts_replay() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let corpus = files(&fuzz.join("corpus").join(TARGET));
-    assert!(!corpus.is_empty(), "no corpus for {TARGET}");
-    let mut inputs = corpus;
-    inputs.extend(files(&fuzz.join("regressions").join(TARGET)));
-    inputs.extend(files(&fuzz.join("artifacts").join(TARGET)));
-    for path in inputs {
+    for path in replay::committed_inputs(&fuzz, TARGET) {
         let data = fs::read(&path).unwrap();
         let outcome = std::panic::catch_unwind(|| Merger::fuzz_pages(&data));
         assert!(outcome.is_ok(), "{TARGET} fails on {}", path.display());

@@ -10,23 +10,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+
+#[path = "../../engine/fuzz/replay.rs"]
+mod replay;
 use proto::fuzz::{seeds, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fuzz")
-}
-
-/// The files of `dir`, sorted (none when it does not exist).
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -53,11 +43,7 @@ fn corpus_and_artifacts_replay() {
     let mut count = 0;
     let mut failed = Vec::new();
     for (target, run) in TARGETS {
-        let mut inputs = files(&fuzz_dir().join("corpus").join(target));
-        assert!(!inputs.is_empty(), "no corpus for {target}");
-        inputs.extend(files(&fuzz_dir().join("regressions").join(target)));
-        inputs.extend(files(&fuzz_dir().join("artifacts").join(target)));
-        for path in inputs {
+        for path in replay::committed_inputs(&fuzz_dir(), target) {
             let data = fs::read(&path).unwrap();
             if std::panic::catch_unwind(|| run(&data)).is_err() {
                 failed.push(format!("{target} fails on {}", path.display()));

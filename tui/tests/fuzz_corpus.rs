@@ -4,34 +4,20 @@
 //! without nightly.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
+
+#[path = "../../engine/fuzz/replay.rs"]
+mod replay;
 use tui::prom::fuzz_parse;
 
 const TARGET: &str = "prom_parse";
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn corpus_and_artifacts_replay() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fuzz");
-    let corpus = files(&fuzz.join("corpus").join(TARGET));
-    assert!(!corpus.is_empty(), "no corpus for {TARGET}");
-    let mut inputs = corpus;
-    inputs.extend(files(&fuzz.join("regressions").join(TARGET)));
-    inputs.extend(files(&fuzz.join("artifacts").join(TARGET)));
-    for path in inputs {
+    for path in replay::committed_inputs(&fuzz, TARGET) {
         let data = fs::read(&path).unwrap();
         let outcome = std::panic::catch_unwind(|| fuzz_parse(&data));
         assert!(outcome.is_ok(), "{TARGET} fails on {}", path.display());

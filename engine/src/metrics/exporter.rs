@@ -150,13 +150,13 @@ impl Registry {
         r.describe_gauge(n(names::WORKERS), None, d("Worker threads started."));
     }
 
-    /// Adds a worker's cells: they are read at every render from now on.
+    /// Adds a worker's cells: they are read at every render from now on (a render syncs them
+    /// into the recorder first, so their series exist at 0 from the first scrape).
     pub(crate) fn add_worker(&self, cells: Arc<WorkerCells>) {
         self.workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(cells);
-        self.sync_workers();
     }
 
     /// Reads every worker's cells: sets the recorder's counters and gauges to their totals (per
